@@ -1,0 +1,642 @@
+"""A loaded `pipelines.yaml` → a validated `Spec`, or a ConfigError naming every mistake at once.
+
+Each node's own options are checked by its type's pydantic model; this module adds what a single
+node cannot see: ids, wiring (`inputs`), cycles, sinks, and the fields each node can rely on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgewax.config.diagnostics import ConfigError, Diagnostic, Mark, did_you_mean, one_of
+from edgewax.config.loader import YList, YMap, load_yaml_text, read_text
+from edgewax.config.types import ByteSize
+from edgewax.operators.base import Fields, Node
+from edgewax.operators.registry import node_types, plugin_failure
+
+ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+ID_HINT = "use letters, digits, `_` and `-`, starting with a letter or `_`"
+VERSION = 1
+TOP_KEYS = ("version", "settings", "pipelines")
+PIPELINE_KEYS = ("nodes", "description")
+NODE_KEYS = ("id", "type", "inputs")
+
+
+class DeadLetterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = Field(
+        "dead_letters.jsonl",
+        description="File (relative to `state_dir`) where events a node could not handle are "
+        "kept as JSON lines; null keeps only the counters and logs.",
+    )
+    max_bytes: ByteSize = Field(
+        10_000_000, description="Size at which the file rotates once to `PATH.1`."
+    )
+
+
+class Settings(BaseModel):
+    """Settings for the whole file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state_dir: str = Field(
+        ".edgewax",
+        description="Folder for run state (dead letters; later outboxes and recovery), relative "
+        "to the config file's folder.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log level written to standard error."
+    )
+    dead_letter: DeadLetterSettings = Field(
+        default_factory=DeadLetterSettings, description="Where dead letters go."
+    )
+
+
+@dataclass
+class NodeSpec:
+    """One validated node."""
+
+    id: str
+    type_name: str
+    cls: type[Node]
+    options: Any
+    inputs: list[str]
+    mark: Mark
+    consumers: list[str] = field(default_factory=list)
+    fields: Fields = None
+
+
+@dataclass
+class PipelineSpec:
+    name: str
+    nodes: list[NodeSpec]
+    """In topological order: every node after its inputs."""
+    mark: Mark
+    description: str = ""
+
+    def node(self, node_id: str) -> NodeSpec:
+        return next(n for n in self.nodes if n.id == node_id)
+
+
+@dataclass
+class Spec:
+    file: str
+    base_dir: Path
+    settings: Settings
+    pipelines: dict[str, PipelineSpec]
+    sha256: str
+
+    @property
+    def state_dir(self) -> Path:
+        p = Path(self.settings.state_dir).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def load_spec(path: Path, env: Mapping[str, str] | None = None, display: str | None = None) -> Spec:
+    """Read, interpolate and validate a config file; raise ConfigError with every problem."""
+    file = display or str(path)
+    text = read_text(path, file)
+    data = load_yaml_text(text, file, os.environ if env is None else env)
+    return validate(data, file, path.resolve().parent, hashlib.sha256(text.encode()).hexdigest())
+
+
+def load_spec_text(
+    text: str, base_dir: Path, env: Mapping[str, str] | None = None, file: str = "<config>"
+) -> Spec:
+    """Validate a config given as text (tests, `edgewax.testing`)."""
+    data = load_yaml_text(text, file, {} if env is None else env)
+    return validate(data, file, base_dir, hashlib.sha256(text.encode()).hexdigest())
+
+
+class _Report:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[Diagnostic] = []
+
+    def add(
+        self,
+        mark: Mark,
+        message: str,
+        hint: str | None = None,
+        pipeline: str | None = None,
+        node: str | None = None,
+    ) -> None:
+        self.items.append(Diagnostic(self.file, mark, message, hint, pipeline, node))
+
+
+def validate(data: Any, file: str, base_dir: Path, sha256: str) -> Spec:
+    """Validate a loaded document; raise ConfigError listing all problems."""
+    report = _Report(file)
+    top_mark = getattr(data, "mark", Mark(1, 1))
+    if not isinstance(data, YMap):
+        report.add(top_mark, "the file must be a mapping with `version`, `settings`, `pipelines`")
+        raise ConfigError(report.items)
+    meant = _unknown_keys(report, data, TOP_KEYS, "top-level keys")
+
+    if "version" not in data and "version" not in meant:
+        report.add(data.mark, "missing `version: 1`", "add `version: 1` at the top")
+    elif data["version"] != VERSION or isinstance(data["version"], bool):
+        report.add(
+            data.value_marks["version"],
+            f"unsupported version `{data['version']}`",
+            f"this edgewax reads version {VERSION}",
+        )
+
+    settings = Settings()
+    raw_settings = data.get("settings")
+    if raw_settings is not None:
+        if not isinstance(raw_settings, YMap):
+            report.add(data.value_marks["settings"], "`settings` must be a mapping")
+        else:
+            try:
+                settings = Settings.model_validate(dict(raw_settings))
+            except ValidationError as e:
+                _report_pydantic(report, e, raw_settings, Settings, "setting", prefix="settings.")
+
+    pipelines: dict[str, PipelineSpec] = {}
+    raw_pipes = data.get("pipelines")
+    if "pipelines" not in data:
+        if "pipelines" not in meant:
+            report.add(
+                data.mark, "missing `pipelines`", "add `pipelines:` with at least one pipeline"
+            )
+    elif not isinstance(raw_pipes, YMap) or not raw_pipes:
+        report.add(
+            data.value_marks["pipelines"],
+            "`pipelines` must map pipeline names to pipelines, and have at least one",
+            "e.g. `pipelines: {demo: {nodes: [...]}}`",
+        )
+    else:
+        for name, raw in raw_pipes.items():
+            spec = _pipeline(report, name, raw, raw_pipes, base_dir)
+            if spec is not None:
+                pipelines[str(name)] = spec
+
+    if report.items:
+        raise ConfigError(report.items)
+    return Spec(file, base_dir, settings, pipelines, sha256)
+
+
+def _unknown_keys(
+    report: _Report,
+    data: YMap,
+    allowed: tuple[str, ...],
+    what: str,
+    pipeline: str | None = None,
+    node: str | None = None,
+) -> set[str]:
+    """Report keys not in `allowed`; return the allowed keys they were likely meant to be."""
+    meant: set[str] = set()
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            meant.update(close)
+            report.add(
+                data.key_marks[key],
+                f"unknown key `{key}`",
+                one_of(str(key), allowed, what),
+                pipeline,
+                node,
+            )
+    return meant
+
+
+def _pipeline(
+    report: _Report, name: Any, raw: Any, parent: YMap, base_dir: Path
+) -> PipelineSpec | None:
+    pname = str(name)
+    mark = parent.key_marks[name]
+    ok = True
+    if not isinstance(name, str) or not ID_RE.match(name):
+        report.add(mark, f"pipeline name `{pname}` is not a valid name", ID_HINT)
+        ok = False
+    if not isinstance(raw, YMap):
+        report.add(
+            parent.value_marks[name],
+            "a pipeline must be a mapping with `nodes`",
+            "e.g. `demo: {nodes: [...]}`",
+            pname,
+        )
+        return None
+    meant = _unknown_keys(report, raw, PIPELINE_KEYS, "pipeline keys", pname)
+    nodes_raw = raw.get("nodes")
+    if "nodes" not in raw and "nodes" in meant:
+        return None
+    if not isinstance(nodes_raw, YList) or not nodes_raw:
+        where = raw.value_marks.get("nodes", raw.mark)
+        report.add(
+            where,
+            "a pipeline needs `nodes:`, a list with at least a source and a sink",
+            "e.g. `nodes: [{id: src, type: sensor.synthetic}, {id: out, type: sink.stdout}]`",
+            pname,
+        )
+        return None
+
+    nodes: dict[str, NodeSpec] = {}
+    input_marks: dict[str, list[Mark]] = {}
+    order: list[str] = []
+    types = node_types()
+    errors_before = len(report.items)
+    seen_ids: dict[str, Mark] = {}
+    # Whether an earlier entry (valid or not) can feed a default input: only sinks cannot.
+    feeder_seen = False
+    for i, raw_node in enumerate(nodes_raw):
+        spec = _node(report, pname, i, raw_node, nodes_raw.item_marks[i], seen_ids, types)
+        could_feed = feeder_seen
+        type_cls = types.get(str(raw_node.get("type"))) if isinstance(raw_node, YMap) else None
+        feeder_seen = feeder_seen or (type_cls is None or type_cls.kind != "sink")
+        if spec is None:
+            continue
+        nodes[spec.id] = spec
+        order.append(spec.id)
+        raw_inputs = raw_node.get("inputs")
+        input_marks[spec.id] = (
+            list(raw_inputs.item_marks)
+            if isinstance(raw_inputs, YList)
+            else [raw_node.value_marks.get("inputs", spec.mark)] * len(spec.inputs)
+        )
+        if "inputs" not in raw_node and spec.cls.kind != "source":
+            previous = [nodes[o] for o in order[:-1] if nodes[o].cls.kind != "sink"]
+            if previous:
+                spec.inputs = [previous[-1].id]
+                input_marks[spec.id] = [spec.mark]
+            elif not could_feed:
+                report.add(
+                    spec.mark,
+                    "has no input",
+                    "add `inputs: [...]` or put a source before it",
+                    pname,
+                    spec.id,
+                )
+        elif "inputs" in raw_node and spec.cls.kind == "source":
+            report.add(
+                raw_node.key_marks["inputs"],
+                "a source takes no `inputs`",
+                "remove `inputs`",
+                pname,
+                spec.id,
+            )
+            spec.inputs = []
+        elif spec.cls.kind != "source" and not spec.inputs:
+            report.add(
+                raw_node.value_marks["inputs"],
+                "`inputs` is empty",
+                "list the ids of the nodes it reads from",
+                pname,
+                spec.id,
+            )
+    if len(nodes) != len(nodes_raw) or len(report.items) != errors_before:
+        return None  # wiring checks on a graph with broken nodes would only add noise
+    if not any(n.cls.kind == "sink" for n in nodes.values()):
+        report.add(
+            raw.key_marks.get("nodes", raw.mark),
+            "the pipeline has no sink",
+            "add one, e.g. `{id: out, type: sink.stdout}`",
+            pname,
+        )
+        return None
+    ok = _wiring(report, pname, nodes, input_marks) and ok
+    if not ok:
+        return None
+    topo = _topological(report, pname, nodes)
+    if topo is None:
+        return None
+    _fields(report, pname, topo, nodes, nodes_raw, order, base_dir)
+    description = raw.get("description", "")
+    return PipelineSpec(pname, topo, mark, str(description or ""))
+
+
+def _node(
+    report: _Report,
+    pname: str,
+    index: int,
+    raw: Any,
+    mark: Mark,
+    seen: dict[str, Mark],
+    types: dict[str, type[Node]],
+) -> NodeSpec | None:
+    label = f"#{index + 1}"
+    if not isinstance(raw, YMap):
+        report.add(
+            mark,
+            f"node {label} must be a mapping with `id` and `type`",
+            'e.g. `- {id: hot, type: filter, where: "t > 70"}`',
+            pname,
+        )
+        return None
+    nid = raw.get("id")
+    ok = True
+    if "id" not in raw:
+        report.add(raw.mark, f"node {label} has no `id`", "add a unique `id:`", pname)
+        ok = False
+    elif not isinstance(nid, str) or not ID_RE.match(nid):
+        report.add(
+            raw.value_marks["id"],
+            f"`{nid}` is not a valid node id",
+            ID_HINT + "; `.` is reserved",
+            pname,
+        )
+        ok = False
+    elif nid in seen:
+        first = seen[nid]
+        report.add(
+            raw.value_marks["id"],
+            f"duplicate node id `{nid}`",
+            f"first used at line {first.line}; ids must be unique in a pipeline",
+            pname,
+        )
+        ok = False
+    else:
+        seen[nid] = raw.mark
+    node = nid if isinstance(nid, str) and ok else (str(nid) if nid is not None else label)
+
+    type_name = raw.get("type")
+    cls = None
+    if "type" not in raw:
+        report.add(raw.mark, "has no `type`", "see `edgewax nodes` for the types", pname, node)
+    elif not isinstance(type_name, str) or type_name not in types:
+        failure = plugin_failure(str(type_name))
+        hint = (
+            f"its plug-in failed to load: {failure}"
+            if failure
+            else one_of(str(type_name), types, "types (see `edgewax nodes`)")
+        )
+        report.add(raw.value_marks["type"], f"unknown node type `{type_name}`", hint, pname, node)
+    else:
+        cls = types[type_name]
+
+    inputs: list[str] = []
+    if "inputs" in raw:
+        value = raw["inputs"]
+        if isinstance(value, str):
+            inputs = [value]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            inputs = list(value)
+        else:
+            report.add(
+                raw.value_marks["inputs"],
+                "`inputs` must be a list of node ids",
+                "e.g. `inputs: [score]`",
+                pname,
+                node,
+            )
+            ok = False
+
+    options = None
+    if cls is not None:
+        opts = {k: v for k, v in raw.items() if k not in NODE_KEYS}
+        try:
+            options = cls.Options.model_validate(opts)
+        except ValidationError as e:
+            _report_pydantic(report, e, raw, cls.Options, "option", pname, node)
+            ok = False
+    if not ok or cls is None:
+        return None
+    return NodeSpec(node, str(type_name), cls, options, inputs, raw.mark)
+
+
+def _wiring(
+    report: _Report, pname: str, nodes: dict[str, NodeSpec], input_marks: dict[str, list[Mark]]
+) -> bool:
+    ok = True
+    for spec in nodes.values():
+        for inp, mark in zip(spec.inputs, input_marks[spec.id]):
+            if inp == spec.id:
+                report.add(
+                    mark, "reads its own output", "a node cannot be its own input", pname, spec.id
+                )
+                ok = False
+            elif inp not in nodes:
+                hint = one_of(inp, nodes, "ids")
+                report.add(
+                    mark, f"input `{inp}` is not a node of this pipeline", hint, pname, spec.id
+                )
+                ok = False
+            elif nodes[inp].cls.kind == "sink":
+                report.add(
+                    mark,
+                    f"input `{inp}` is a sink and has no output",
+                    "read from the node before it",
+                    pname,
+                    spec.id,
+                )
+                ok = False
+            else:
+                nodes[inp].consumers.append(spec.id)
+    if not ok:
+        return False
+    for spec in nodes.values():
+        if spec.cls.kind != "sink" and not spec.consumers:
+            report.add(
+                spec.mark,
+                "its output goes nowhere",
+                "add a sink after it (or list it in a node's `inputs`), or remove it",
+                pname,
+                spec.id,
+            )
+            ok = False
+    return ok
+
+
+def _topological(report: _Report, pname: str, nodes: dict[str, NodeSpec]) -> list[NodeSpec] | None:
+    indegree = {nid: len(set(n.inputs)) for nid, n in nodes.items()}
+    ready = [nid for nid in nodes if indegree[nid] == 0]
+    order: list[NodeSpec] = []
+    while ready:
+        nid = ready.pop(0)
+        order.append(nodes[nid])
+        for consumer in dict.fromkeys(nodes[nid].consumers):
+            indegree[consumer] -= 1
+            if indegree[consumer] == 0:
+                ready.append(consumer)
+    if len(order) == len(nodes):
+        return order
+    stuck = [nid for nid in nodes if indegree[nid] > 0]
+    cycle = _find_cycle(nodes, stuck)
+    first = nodes[cycle[0]]
+    report.add(
+        first.mark,
+        f"the inputs form a cycle: {' -> '.join([*cycle, cycle[0]])}",
+        "a pipeline must flow one way; break the cycle",
+        pname,
+        first.id,
+    )
+    return None
+
+
+def _find_cycle(nodes: dict[str, NodeSpec], stuck: list[str]) -> list[str]:
+    stuck_set = set(stuck)
+    path: list[str] = []
+    nid = stuck[0]
+    while nid not in path:
+        path.append(nid)
+        nid = next(i for i in nodes[nid].inputs if i in stuck_set)
+    cycle = path[path.index(nid) :]
+    cycle.reverse()  # report in flow direction
+    start = min(range(len(cycle)), key=lambda i: stuck.index(cycle[i]))
+    return cycle[start:] + cycle[:start]
+
+
+def _fields(
+    report: _Report,
+    pname: str,
+    topo: list[NodeSpec],
+    nodes: dict[str, NodeSpec],
+    nodes_raw: YList,
+    order: list[str],
+    base_dir: Path,
+) -> None:
+    for spec in topo:
+        raw = nodes_raw[order.index(spec.id)]
+        fields_in = _merge_fields([nodes[i].fields for i in spec.inputs])
+        for problem in spec.cls.check(spec.options, fields_in, base_dir):
+            mark = _locate(raw, problem.loc)
+            report.add(mark, problem.message, problem.hint, pname, spec.id)
+        spec.fields = spec.cls.fields_out(spec.options, fields_in, base_dir)
+
+
+def _merge_fields(inputs: list[Fields]) -> Fields:
+    """Fields known after a fan-in: unknown if any input is unknown, else the union."""
+    if not inputs:
+        return None
+    merged: dict[str, Any] = {}
+    for f in inputs:
+        if f is None:
+            return None
+        merged.update(f)
+    return merged
+
+
+def _locate(container: Any, loc: tuple[Any, ...], key: bool = False) -> Mark:
+    """The position of the value at `loc` inside a YMap/YList, or of its nearest ancestor."""
+    mark: Mark = getattr(container, "mark", Mark(1, 1))
+    cur = container
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(cur, YMap) and part in cur:
+            mark = cur.key_marks[part] if key and last else cur.value_marks[part]
+            cur = cur[part]
+        elif isinstance(cur, YList) and isinstance(part, int) and 0 <= part < len(cur):
+            mark = cur.item_marks[part]
+            cur = cur[part]
+        elif isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue  # pydantic's union / validator labels: not a place in the file
+        else:
+            break
+    return mark
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and "[" in part:
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _report_pydantic(
+    report: _Report,
+    exc: ValidationError,
+    raw: YMap,
+    model: type[BaseModel],
+    what: str,
+    pipeline: str | None = None,
+    node: str | None = None,
+    prefix: str = "",
+) -> None:
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        name = prefix + _dotted(loc)
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            choices = list(parent.model_fields) if parent else []
+            if not loc[:-1] and what == "option":
+                choices += ["inputs"]
+            hint = one_of(str(loc[-1]), choices, f"{what}s") if choices else None
+            report.add(
+                _locate(raw, loc, key=True), f"unknown {what} `{name}`", hint, pipeline, node
+            )
+        elif kind == "missing":
+            parent = _model_at(model, loc[:-1])
+            info = parent.model_fields.get(str(loc[-1])) if parent else None
+            hint = _first_sentence(info.description) if info and info.description else None
+            report.add(
+                _locate(raw, loc[:-1]), f"missing required {what} `{name}`", hint, pipeline, node
+            )
+        elif kind == "expression":
+            ctx = err.get("ctx") or {}
+            mark = _locate(raw, loc)
+            offset = int(ctx.get("offset", 0))
+            col = mark.col + offset + (1 if mark.style else 0)
+            report.add(
+                Mark(mark.line, col),
+                f"{what} `{name}`: {ctx.get('message', err['msg'])}",
+                ctx.get("hint"),
+                pipeline,
+                node,
+            )
+        else:
+            msg = err["msg"]
+            msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            msg = msg[:1].lower() + msg[1:]
+            label = f"{what} `{name}`: " if name else ""
+            report.add(_locate(raw, loc), f"{label}{msg}", None, pipeline, node)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The nested options model that `loc` points into, for field-name hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not isinstance(current, type):
+            continue
+        if not issubclass(current, BaseModel):
+            return None
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return None
+        current = _model_in(info.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside `X`, `X | None`, `list[X]`, `dict[str, X]`, if any."""
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z`])", text)[0].rstrip(".")
+
+
+__all__ = [
+    "NodeSpec",
+    "PipelineSpec",
+    "Settings",
+    "Spec",
+    "did_you_mean",
+    "load_spec",
+    "load_spec_text",
+    "validate",
+]

@@ -1,0 +1,41 @@
+"""Events: the records that flow between nodes.
+
+An event is a plain `dict`: `ts` (event time, float seconds since the epoch), `key` (the device or
+stream id, a `str`; the partition and state key) and named fields. Values are JSON-like Python
+values or numpy arrays. A plain dict is the cheapest thing to build, read and pickle between
+workers.
+
+>>> encode({"ts": 1.5, "key": "pump-1", "rms": np.float32(0.25), "x": np.arange(3)})
+'{"ts":1.5,"key":"pump-1","rms":0.25,"x":[0,1,2]}'
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any
+
+import numpy as np
+
+Event = dict[str, Any]
+
+
+def json_default(value: Any) -> Any:
+    """JSON for the values json cannot write itself: numpy arrays and scalars, bytes, times."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot encode a {type(value).__name__} as JSON")
+
+
+_encoder = json.JSONEncoder(default=json_default, separators=(",", ":"), ensure_ascii=False)
+encode = _encoder.encode
+"""Compact JSON text of one event."""
