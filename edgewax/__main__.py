@@ -1,0 +1,3 @@
+from edgewax.cli import main
+
+raise SystemExit(main())

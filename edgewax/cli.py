@@ -1,0 +1,213 @@
+"""The `edgewax` command: run, validate, graph, schema, nodes, docs.
+
+Exit codes: 0 done, 1 a run-time failure, 2 a mistake in the config or the command line.
+Logs go to standard error; data goes to sinks (so `sink.stdout` output can be piped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgewax import __version__
+from edgewax.errors import EdgewaxError
+
+log = logging.getLogger("edgewax")
+
+DEFAULT_FILE = "pipelines.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgewax",
+        description="Declarative edge-ML stream pipelines, compiled into Bytewax dataflows.",
+    )
+    p.add_argument("--version", action="version", version=f"edgewax {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run pipelines until their sources end or SIGINT/SIGTERM")
+    run.add_argument("file", nargs="?", default=DEFAULT_FILE, help="default: ./pipelines.yaml")
+    run.add_argument(
+        "--pipeline",
+        "-p",
+        action="append",
+        metavar="NAME",
+        help="run only this pipeline (repeatable); default: all",
+    )
+    run.add_argument(
+        "--workers",
+        "-w",
+        type=int,
+        default=int(os.environ.get("EDGEWAX_WORKERS", "1")),
+        metavar="N",
+        help="worker threads (default 1)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="default: settings.log_level",
+    )
+    run.add_argument("--quiet", "-q", action="store_true", help="no summary at the end")
+
+    val = sub.add_parser("validate", help="check a pipelines file; every mistake, one line each")
+    val.add_argument("file", nargs="?", default=DEFAULT_FILE)
+
+    graph = sub.add_parser("graph", help="print the pipelines as a graph")
+    graph.add_argument("file", nargs="?", default=DEFAULT_FILE)
+    graph.add_argument("--format", "-f", choices=["mermaid", "dot"], default="mermaid")
+    graph.add_argument("--pipeline", "-p", action="append", metavar="NAME")
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of pipelines.yaml")
+    schema.add_argument("--indent", type=int, default=2)
+
+    sub.add_parser("nodes", help="list the node types")
+
+    docs = sub.add_parser("docs", help="write the node reference (docs/nodes.md)")
+    docs.add_argument("--output", "-o", default="-", help="file to write; default: stdout")
+    docs.add_argument(
+        "--check", action="store_true", help="exit 1 if --output differs from what would be written"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from edgewax.config.diagnostics import ConfigError
+
+    try:
+        command = {
+            "run": _run,
+            "validate": _validate,
+            "graph": _graph,
+            "schema": _schema,
+            "nodes": _nodes,
+            "docs": _docs,
+        }[args.command]
+        return command(args)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        n = len(e.diagnostics)
+        print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+        return 2
+    except EdgewaxError as e:
+        print(f"edgewax: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _load(file: str):  # type: ignore[no-untyped-def]
+    from edgewax.config.spec import load_spec
+
+    return load_spec(Path(file), display=file)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgewax.flows.compiler import compile_spec
+    from edgewax.flows.runner import run
+
+    spec = _load(args.file)
+    logging.getLogger().setLevel((args.log_level or spec.settings.log_level).upper())
+    if args.workers < 1:
+        raise EdgewaxError("--workers must be at least 1")
+    compiled = compile_spec(spec, args.pipeline)
+    names = ", ".join(p.name for p in compiled.pipelines)
+    log.info(
+        "running %s from %s (%d worker%s)",
+        names,
+        args.file,
+        args.workers,
+        "s" if args.workers > 1 else "",
+    )
+    result = run(compiled, workers=args.workers)
+    if not args.quiet:
+        _summary(compiled, result.seconds)
+    return 0
+
+
+def _summary(compiled, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Per pipeline and node: what came in, went out, was dropped and why."""
+    out = sys.stderr
+    print(f"edgewax: finished in {seconds:.1f} s", file=out)
+    for p in compiled.pipelines:
+        print(f"  pipeline {p.name}", file=out)
+        width = max(len(n.id) for n in p.nodes)
+        for n in p.nodes:
+            st = compiled.stats[(p.name, n.id)]
+            received = int(st.received._value.get())
+            sent = int(st.sent._value.get())
+            dropped = ", ".join(f"{int(v)} {r}" for r, v in sorted(st.discarded().items()) if v)
+            line = f"    {n.id:<{width}}  {n.type_name:<16} in {received:>9}  out {sent:>9}"
+            print(line + (f"  dropped: {dropped}" if dropped else ""), file=out)
+    if compiled.dead_letters.count:
+        print(
+            f"  {compiled.dead_letters.count} dead letter(s) in {compiled.dead_letters.path}",
+            file=out,
+        )
+
+
+def _validate(args: argparse.Namespace) -> int:
+    spec = _load(args.file)
+    nodes = sum(len(p.nodes) for p in spec.pipelines.values())
+    n = len(spec.pipelines)
+    print(f"{args.file}: ok ({n} pipeline{'s' if n != 1 else ''}, {nodes} nodes)")
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from edgewax.flows.compiler import select_pipelines
+    from edgewax.flows.graph import dot, mermaid
+
+    spec = _load(args.file)
+    chosen = select_pipelines(spec, args.pipeline)
+    print(mermaid(chosen) if args.format == "mermaid" else dot(chosen))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from edgewax.config.reference import json_schema
+
+    print(json.dumps(json_schema(), indent=args.indent))
+    return 0
+
+
+def _nodes(args: argparse.Namespace) -> int:
+    from edgewax.operators.registry import node_types
+
+    types = node_types()
+    width = max(len(n) for n in types)
+    for name, cls in types.items():
+        print(f"{name:<{width}}  {cls.kind:<9}  {cls.summary()}")
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from edgewax.config.reference import node_reference
+
+    text = node_reference()
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output)
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date: run `edgewax docs -o {path}`", file=sys.stderr)
+            return 1
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
