@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test suite: sets up (venv, dev tools, system packages) and runs lint, types and tests.
+# Extra arguments go to pytest, e.g. `./test.sh -k config -x`.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/bootstrap.sh "dev"
+
+echo "== ruff" >&2
+ruff check edgewax tests benchmarks tools
+echo "== mypy" >&2
+mypy
+echo "== node reference is current" >&2
+edgewax docs --output docs/nodes.md --check
+echo "== pytest" >&2
+set +e
+python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$rc"
