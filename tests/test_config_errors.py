@@ -237,6 +237,21 @@ def test_every_error_of_a_file_at_once() -> None:
     assert "duplicate node id `src`" in lines[3]
 
 
+def test_a_broken_node_does_not_hide_other_mistakes() -> None:
+    text = nodes(
+        "- {id: src, type: sensor.synthetic, count: 1}",
+        "- {id: m, type: map, set: {f: 'tempratur * 2'}}",
+        "- {id: out, type: sink.jsonl, inputs: [mm], max_byte: 1, path: o.jsonl}",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec_text(text, Path("."), {}, file="t.yaml")
+    assert [d.message for d in info.value.diagnostics] == [
+        "expression reads unknown field `tempratur`",
+        "input `mm` is not a node of this pipeline",
+        "unknown option `max_byte`",
+    ]
+
+
 def test_env_interpolation_fills_values() -> None:
     text = nodes(
         "- {id: src, type: sensor.synthetic, keys: ['${PUMP}', '${OTHER:-p2}'], seed: '${SEED}'}",

@@ -248,6 +248,7 @@ def _pipeline(
     types = node_types()
     errors_before = len(report.items)
     seen_ids: dict[str, Mark] = {}
+    broken: list[Any] = []
     # Whether an earlier entry (valid or not) can feed a default input: only sinks cannot.
     feeder_seen = False
     for i, raw_node in enumerate(nodes_raw):
@@ -256,6 +257,7 @@ def _pipeline(
         type_cls = types.get(str(raw_node.get("type"))) if isinstance(raw_node, YMap) else None
         feeder_seen = feeder_seen or (type_cls is None or type_cls.kind != "sink")
         if spec is None:
+            broken.append(raw_node)
             continue
         nodes[spec.id] = spec
         order.append(spec.id)
@@ -295,9 +297,10 @@ def _pipeline(
                 pname,
                 spec.id,
             )
-    if len(nodes) != len(nodes_raw) or len(report.items) != errors_before:
-        return None  # wiring checks on a graph with broken nodes would only add noise
-    if not any(n.cls.kind == "sink" for n in nodes.values()):
+    # With broken nodes, check what does not depend on them (input names, the fields of intact
+    # branches) and leave the whole-graph checks (sinks, dead ends) for when they are fixed.
+    complete = len(nodes) == len(nodes_raw) and len(report.items) == errors_before
+    if complete and not any(n.cls.kind == "sink" for n in nodes.values()):
         report.add(
             raw.key_marks.get("nodes", raw.mark),
             "the pipeline has no sink",
@@ -305,13 +308,15 @@ def _pipeline(
             pname,
         )
         return None
-    ok = _wiring(report, pname, nodes, input_marks) and ok
-    if not ok:
-        return None
-    topo = _topological(report, pname, nodes)
+    ok = _wiring(report, pname, nodes, set(seen_ids), input_marks, complete) and ok
+    for raw_node in broken:
+        _check_input_names(report, pname, raw_node, set(seen_ids))
+    topo = _topological(report, pname, nodes) if ok else None
     if topo is None:
         return None
     _fields(report, pname, topo, nodes, nodes_raw, order, base_dir)
+    if not complete or len(report.items) != errors_before:
+        return None
     description = raw.get("description", "")
     return PipelineSpec(pname, topo, mark, str(description or ""))
 
@@ -405,19 +410,43 @@ def _node(
     return NodeSpec(node, str(type_name), cls, options, inputs, raw.mark)
 
 
+def _check_input_names(report: _Report, pname: str, raw: Any, all_ids: set[str]) -> None:
+    """Unknown `inputs` of a node whose options failed: reported now, not after the next fix."""
+    if not isinstance(raw, YMap) or not isinstance(raw.get("inputs"), YList):
+        return
+    node = str(raw.get("id"))
+    for inp, mark in zip(raw["inputs"], raw["inputs"].item_marks):
+        if isinstance(inp, str) and inp not in all_ids:
+            report.add(
+                mark,
+                f"input `{inp}` is not a node of this pipeline",
+                one_of(inp, all_ids, "ids"),
+                pname,
+                node,
+            )
+
+
 def _wiring(
-    report: _Report, pname: str, nodes: dict[str, NodeSpec], input_marks: dict[str, list[Mark]]
+    report: _Report,
+    pname: str,
+    nodes: dict[str, NodeSpec],
+    all_ids: set[str],
+    input_marks: dict[str, list[Mark]],
+    complete: bool,
 ) -> bool:
+    """Check `inputs` and link consumers; `all_ids` includes nodes that failed validation."""
     ok = True
     for spec in nodes.values():
         for inp, mark in zip(spec.inputs, input_marks[spec.id]):
+            if inp not in nodes and inp in all_ids:
+                continue  # its own errors are reported; the link itself is fine
             if inp == spec.id:
                 report.add(
                     mark, "reads its own output", "a node cannot be its own input", pname, spec.id
                 )
                 ok = False
             elif inp not in nodes:
-                hint = one_of(inp, nodes, "ids")
+                hint = one_of(inp, all_ids, "ids")
                 report.add(
                     mark, f"input `{inp}` is not a node of this pipeline", hint, pname, spec.id
                 )
@@ -433,8 +462,8 @@ def _wiring(
                 ok = False
             else:
                 nodes[inp].consumers.append(spec.id)
-    if not ok:
-        return False
+    if not ok or not complete:
+        return ok
     for spec in nodes.values():
         if spec.cls.kind != "sink" and not spec.consumers:
             report.add(
@@ -449,7 +478,7 @@ def _wiring(
 
 
 def _topological(report: _Report, pname: str, nodes: dict[str, NodeSpec]) -> list[NodeSpec] | None:
-    indegree = {nid: len(set(n.inputs)) for nid, n in nodes.items()}
+    indegree = {nid: len({i for i in n.inputs if i in nodes}) for nid, n in nodes.items()}
     ready = [nid for nid in nodes if indegree[nid] == 0]
     order: list[NodeSpec] = []
     while ready:
@@ -498,7 +527,7 @@ def _fields(
 ) -> None:
     for spec in topo:
         raw = nodes_raw[order.index(spec.id)]
-        fields_in = _merge_fields([nodes[i].fields for i in spec.inputs])
+        fields_in = _merge_fields([nodes[i].fields if i in nodes else None for i in spec.inputs])
         for problem in spec.cls.check(spec.options, fields_in, base_dir):
             mark = _locate(raw, problem.loc)
             report.add(mark, problem.message, problem.hint, pname, spec.id)
