@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 source scripts/bootstrap.sh "dev"
 
 echo "== ruff" >&2
-ruff check edgewax tests benchmarks tools
+ruff check .
 echo "== mypy" >&2
 mypy
 echo "== node reference is current" >&2
