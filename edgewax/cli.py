@@ -13,9 +13,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgewax import __version__
 from edgewax.errors import EdgewaxError
+
+if TYPE_CHECKING:
+    from edgewax.config.spec import Spec
+    from edgewax.flows.compiler import Compiled
 
 log = logging.getLogger("edgewax")
 
@@ -105,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _load(file: str):  # type: ignore[no-untyped-def]
+def _load(file: str) -> Spec:
     from edgewax.config.spec import load_spec
 
     return load_spec(Path(file), display=file)
@@ -134,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(compiled, seconds: float) -> None:  # type: ignore[no-untyped-def]
+def _summary(compiled: Compiled, seconds: float) -> None:
     """Per pipeline and node: what came in, went out, was dropped and why."""
     out = sys.stderr
     print(f"edgewax: finished in {seconds:.1f} s", file=out)

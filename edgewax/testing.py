@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from bytewax.testing import run_main
 
@@ -92,7 +92,6 @@ class _ListSource(Source):
     """Events from a Python list (tests only)."""
 
     type_name = "testing.list"
-    events: ClassVar[list[Event]] = []
 
     def source(self) -> PartitionedSource:
         events = self.options.events

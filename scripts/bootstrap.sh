@@ -45,11 +45,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 STAMP="$VENV/.edgewax-installed"
-WANT="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1) $EXTRAS"
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+HASH="$(sha256sum < "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+HAVE="$(cat "$STAMP" 2>/dev/null || true)"
+# Reinstall when pyproject.toml changed or extras are wanted that are not installed yet.
+if [ "${HAVE%% *}" != "$HASH" ] || { [ -n "$EXTRAS" ] && [ "${HAVE#* }" != "$EXTRAS" ]; }; then
   echo "bootstrap: installing edgewax${EXTRAS:+[$EXTRAS]} into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}" >&2
-  echo "$WANT" > "$STAMP"
+  echo "$HASH $EXTRAS" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -124,6 +124,19 @@ def test_pipeline_option_selects_and_unknown_name_is_an_error(tmp_path: Path) ->
     assert "no pipeline named three (the file has: one, two)" in proc.stderr
 
 
+def test_unwritable_sink_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\npipelines:\n  p:\n    nodes:\n"
+        "      - {id: s, type: sensor.synthetic, count: 2, speed: 0}\n"
+        "      - {id: out, type: sink.jsonl, path: blocker/out.jsonl}\n"
+    )
+    proc = cli("run", "p.yaml", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "pipeline p, node out: cannot write" in proc.stderr
+
+
 def test_validate_ok() -> None:
     proc = cli("validate")
     assert proc.returncode == 0

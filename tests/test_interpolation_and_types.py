@@ -56,8 +56,17 @@ def test_interpolate_errors(text: str, message: str, offset: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(5, 5.0), (0.5, 0.5), ("90", 90.0), ("250ms", 0.25), ("1m30s", 90.0), ("2h", 7200.0),
-     ("1d", 86400.0), ("1.5s", 1.5), (" 10 s ", 10.0)],
+    [
+        (5, 5.0),
+        (0.5, 0.5),
+        ("90", 90.0),
+        ("250ms", 0.25),
+        ("1m30s", 90.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+        ("1.5s", 1.5),
+        (" 10 s ", 10.0),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -71,8 +80,16 @@ def test_bad_durations(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [(10, 10), ("10", 10), ("10B", 10), ("1KB", 1000), ("1KiB", 1024), ("50MB", 50_000_000),
-     ("1.5GB", 1_500_000_000), ("2mib", 2 * 2**20)],
+    [
+        (10, 10),
+        ("10", 10),
+        ("10B", 10),
+        ("1KB", 1000),
+        ("1KiB", 1024),
+        ("50MB", 50_000_000),
+        ("1.5GB", 1_500_000_000),
+        ("2mib", 2 * 2**20),
+    ],
 )
 def test_sizes(text: object, size: int) -> None:
     assert parse_byte_size(text) == size
@@ -109,12 +126,17 @@ def test_odd_expression_values_are_config_errors(tmp_path: Path) -> None:
     from edgewax.config.diagnostics import ConfigError
     from edgewax.config.spec import load_spec_text
 
-    for value, message in (("true", "option `where`"), ("5", "option `where`"),
-                           ("''", "option `where`: expression is empty")):
-        text = ("version: 1\npipelines:\n  p:\n    nodes:\n"
-                "      - {id: s, type: sensor.synthetic}\n"
-                f"      - {{id: f, type: filter, where: {value}}}\n"
-                "      - {id: o, type: sink.stdout}\n")
+    for value, message in (
+        ("true", "option `where`"),
+        ("5", "option `where`"),
+        ("''", "option `where`: expression is empty"),
+    ):
+        text = (
+            "version: 1\npipelines:\n  p:\n    nodes:\n"
+            "      - {id: s, type: sensor.synthetic}\n"
+            f"      - {{id: f, type: filter, where: {value}}}\n"
+            "      - {id: o, type: sink.stdout}\n"
+        )
         with pytest.raises(ConfigError) as info:
             load_spec_text(text, tmp_path, {}, file="t.yaml")
         assert str(info.value).startswith("t.yaml:6:"), str(info.value)

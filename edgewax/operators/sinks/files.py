@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from edgewax.config.types import ByteSize
+from edgewax.errors import EdgewaxError
 from edgewax.events import Event, encode
 from edgewax.operators.base import NodeOptions, Sink, SinkWriter
 from edgewax.operators.registry import register
@@ -36,14 +37,20 @@ class _JsonlWriter(SinkWriter):
         self.ctx = node.ctx
         self.options = o
         self.path = node.ctx.path(o.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_state is not None:
-            # Recovery: forget what was written after the snapshot, it will be written again.
-            with open(self.path, "ab") as f:
-                f.truncate(min(int(resume_state), f.tell()))
-        elif o.mode == "overwrite":
-            self.path.write_bytes(b"")
-        self.file = open(self.path, "ab")  # noqa: SIM115 - open for the sink's life
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resume_state is not None:
+                # Recovery: forget what was written after the snapshot, it will be written again.
+                with open(self.path, "ab") as f:
+                    f.truncate(min(int(resume_state), f.tell()))
+            elif o.mode == "overwrite":
+                self.path.write_bytes(b"")
+            self.file = open(self.path, "ab")  # noqa: SIM115 - open for the sink's life
+        except OSError as e:
+            raise EdgewaxError(
+                f"pipeline {node.ctx.pipeline}, node {node.ctx.node_id}: cannot write "
+                f"`{self.path}`: {e.strerror}"
+            ) from None
         self.size = self.file.tell()
 
     def write(self, batch: list[Event]) -> None:

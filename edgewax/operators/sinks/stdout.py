@@ -30,9 +30,7 @@ class _StdoutWriter(SinkWriter):
             self.ctx.stats.discard("closed", len(batch))
             return
         self.ctx.stats.sent.inc(len(batch))
-        self.ctx.stats.sink_bytes.inc(
-            len(text.encode("utf-8")) if not text.isascii() else len(text)
-        )
+        self.ctx.stats.sink_bytes.inc(len(text) if text.isascii() else len(text.encode("utf-8")))
 
 
 @register

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from edgewax.errors import EdgewaxError
 from edgewax.events import Event
 from edgewax.operators.base import (
     BASE_FIELDS,
@@ -266,8 +267,6 @@ class _FileSource(Source):
     def source(self) -> PartitionedSource:
         files = _files(self.options.path, self.ctx.base_dir)
         if not files:
-            from edgewax.errors import EdgewaxError
-
             raise EdgewaxError(f"node {self.ctx.node_id}: no file at `{self.options.path}`")
         base = self.ctx.base_dir
         return PartitionedSource({_part_name(p, base): self._factory(p) for p in files})

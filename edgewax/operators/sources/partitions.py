@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -111,8 +111,3 @@ class PartitionedSource(FixedPartitionedSource[Event, Any]):
         part = self._parts[for_part]()
         part.resume(resume_state)
         return part
-
-
-def retry_after(seconds: float) -> datetime:
-    """A wake-up time `seconds` from now, for sources waiting on something outside."""
-    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
