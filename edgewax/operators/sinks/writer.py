@@ -1,12 +1,18 @@
-"""How a sink node meets Bytewax: one partition, so exactly one worker owns a file or a stream."""
+"""How a sink node meets Bytewax: every worker of a process shares the node's one writer.
+
+Bytewax's `DynamicSink` builds a partition per worker; here they all hand their batches to a single
+writer per process (opened by the first, closed by the last), under a lock, so a file has one
+owner and no per-event routing step is paid for it.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
-from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from edgewax.events import Event
 
@@ -14,41 +20,54 @@ if TYPE_CHECKING:
     from edgewax.operators.base import Sink, SinkWriter
 
 
-class _WriterPartition(StatefulSinkPartition[Event, Any]):
-    def __init__(self, node: Sink, writer: SinkWriter) -> None:
-        self._writer = writer
-        self._received = node.ctx.stats.received.inc
+class _SharedWriter:
+    """The node's writer and how many worker partitions use it."""
 
-    def write_batch(self, values: list[Event]) -> None:
-        self._received(len(values))
-        self._writer.write(values)
+    def __init__(self, node: Sink) -> None:
+        self.node = node
+        self.lock = threading.Lock()
+        self.writer: SinkWriter | None = None
+        self.users = 0
 
-    def snapshot(self) -> Any:
-        return self._writer.snapshot()
+    def acquire(self) -> None:
+        with self.lock:
+            if self.writer is None:
+                self.writer = self.node.open(None)
+            self.users += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0 and self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
+
+class _WorkerPartition(StatelessSinkPartition[Event]):
+    def __init__(self, shared: _SharedWriter) -> None:
+        self._shared = shared
+        self._received = shared.node.ctx.stats.received.inc
+        shared.acquire()
+
+    def write_batch(self, items: list[Event]) -> None:
+        self._received(len(items))
+        shared = self._shared
+        with shared.lock:
+            assert shared.writer is not None
+            shared.writer.write(items)
 
     def close(self) -> None:
-        self._writer.close()
+        self._shared.release()
 
 
-class _OneWriterSink(FixedPartitionedSink[Event, Any]):
+class _NodeSink(DynamicSink[Event]):
     def __init__(self, node: Sink) -> None:
-        self._node = node
+        self._shared = _SharedWriter(node)
 
-    def list_parts(self) -> list[str]:
-        return ["0"]
-
-    def part_fn(self, item_key: str) -> int:
-        return 0
-
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _WriterPartition:
-        return _WriterPartition(self._node, self._node.open(resume_state))
-
-
-def _route(batch: list[Event]) -> list[tuple[str, Event]]:
-    return [("0", e) for e in batch]
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _WorkerPartition:
+        return _WorkerPartition(self._shared)
 
 
 def attach_writer(node: Sink, up: Stream[Event]) -> None:
     """Send `up` to the node's writer; the writer counts what it sends (and its bytes)."""
-    keyed = op.flat_map_batch(f"{node.ctx.step_id}__route", up, _route)
-    op.output(node.ctx.step_id, keyed, _OneWriterSink(node))
+    op.output(node.ctx.step_id, up, _NodeSink(node))
