@@ -10,9 +10,9 @@ import csv
 import glob
 import json
 import time
-from itertools import islice
 from collections.abc import Callable
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -119,7 +119,7 @@ class _FilePartition(EventPartition):
         return lines
 
     def _finish(self, rec: dict[str, Any]) -> Event:
-        """Set `ts` and `key` on a parsed record (the general case; `read` inlines the common one)."""
+        """Set `ts` and `key` on a parsed record (general case; `read` inlines the common one)."""
         tf = self.options.time_field
         if tf is None:
             rec["ts"] = time.time()
@@ -159,7 +159,7 @@ class _JsonlPartition(_FilePartition):
                 k = rec.get(kf, default_key)
                 rec["key"] = k if type(k) is str else str(k)
                 append(rec)
-            except Exception as e:  # noqa: BLE001 - anything wrong with one line is that line's
+            except Exception as e:  # anything wrong with one line is that line's alone
                 self._bad_line(first_line + i, raw, e)
         return out
 
@@ -168,7 +168,7 @@ class _JsonlPartition(_FilePartition):
         for i, raw in enumerate(lines):
             try:
                 out.append(self._finish(json.loads(raw)))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self._bad_line(first_line + i, raw, e)
         return out
 
