@@ -252,6 +252,19 @@ def test_a_broken_node_does_not_hide_other_mistakes() -> None:
     ]
 
 
+def test_default_input_after_a_broken_node_is_that_node() -> None:
+    # `f` reads the broken `m` by default, not `src`: no made-up error about `x`.
+    text = nodes(
+        SRC,
+        "- {id: m, type: map, set: {x: 'temperature'}, bogus: 1}",
+        "- {id: f, type: filter, where: 'x > 1'}",
+        OUT,
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec_text(text, Path("."), {}, file="t.yaml")
+    assert [d.message for d in info.value.diagnostics] == ["unknown option `bogus`"]
+
+
 def test_env_interpolation_fills_values() -> None:
     text = nodes(
         "- {id: src, type: sensor.synthetic, keys: ['${PUMP}', '${OTHER:-p2}'], seed: '${SEED}'}",

@@ -249,13 +249,18 @@ def _pipeline(
     errors_before = len(report.items)
     seen_ids: dict[str, Mark] = {}
     broken: list[Any] = []
-    # Whether an earlier entry (valid or not) can feed a default input: only sinks cannot.
-    feeder_seen = False
+    # The last entry, valid or not, that can feed a default input (anything but a sink); a
+    # broken one stands as a name with unknown fields, so its readers are checked no further.
+    feeder: str | None = None
     for i, raw_node in enumerate(nodes_raw):
         spec = _node(report, pname, i, raw_node, nodes_raw.item_marks[i], seen_ids, types)
-        could_feed = feeder_seen
+        default_input = feeder
         type_cls = types.get(str(raw_node.get("type"))) if isinstance(raw_node, YMap) else None
-        feeder_seen = feeder_seen or (type_cls is None or type_cls.kind != "sink")
+        if type_cls is None or type_cls.kind != "sink":
+            raw_id = raw_node.get("id") if isinstance(raw_node, YMap) else None
+            usable = isinstance(raw_id, str) and ID_RE.match(raw_id)
+            feeder = spec.id if spec is not None else (str(raw_id) if usable else f"#{i + 1}")
+            seen_ids.setdefault(feeder, nodes_raw.item_marks[i])
         if spec is None:
             broken.append(raw_node)
             continue
@@ -268,11 +273,10 @@ def _pipeline(
             else [raw_node.value_marks.get("inputs", spec.mark)] * len(spec.inputs)
         )
         if "inputs" not in raw_node and spec.cls.kind != "source":
-            previous = [nodes[o] for o in order[:-1] if nodes[o].cls.kind != "sink"]
-            if previous:
-                spec.inputs = [previous[-1].id]
+            if default_input is not None:
+                spec.inputs = [default_input]
                 input_marks[spec.id] = [spec.mark]
-            elif not could_feed:
+            else:
                 report.add(
                     spec.mark,
                     "has no input",
@@ -410,6 +414,11 @@ def _node(
     return NodeSpec(node, str(type_name), cls, options, inputs, raw.mark)
 
 
+def _named(ids: set[str]) -> list[str]:
+    """Ids to suggest: not the `#N` stand-ins for entries that have no usable id."""
+    return [i for i in ids if not i.startswith("#")]
+
+
 def _check_input_names(report: _Report, pname: str, raw: Any, all_ids: set[str]) -> None:
     """Unknown `inputs` of a node whose options failed: reported now, not after the next fix."""
     if not isinstance(raw, YMap) or not isinstance(raw.get("inputs"), YList):
@@ -420,7 +429,7 @@ def _check_input_names(report: _Report, pname: str, raw: Any, all_ids: set[str])
             report.add(
                 mark,
                 f"input `{inp}` is not a node of this pipeline",
-                one_of(inp, all_ids, "ids"),
+                one_of(inp, _named(all_ids), "ids"),
                 pname,
                 node,
             )
@@ -446,7 +455,7 @@ def _wiring(
                 )
                 ok = False
             elif inp not in nodes:
-                hint = one_of(inp, all_ids, "ids")
+                hint = one_of(inp, _named(all_ids), "ids")
                 report.add(
                     mark, f"input `{inp}` is not a node of this pipeline", hint, pname, spec.id
                 )

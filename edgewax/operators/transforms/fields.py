@@ -128,8 +128,17 @@ class SelectOptions(FieldListOptions):
     )
 
 
+class _FieldListTransform(Transform):
+    """Shared by nodes whose option `fields` names fields of their input."""
+
+    @classmethod
+    def check(cls, options: Any, fields_in: Fields, base_dir: Path) -> list[Problem]:
+        refs = [(("fields", i), name) for i, name in enumerate(options.fields)]
+        return _unknown_fields(refs, fields_in, "unknown field")
+
+
 @register
-class Select(Transform):
+class Select(_FieldListTransform):
     """Keep only the listed fields (plus `ts` and `key`), e.g. before data leaves the device.
 
     >>> from edgewax.testing import run_node
@@ -151,11 +160,6 @@ class Select(Transform):
             return None
         return {name: fields_in[name] for name in keep if name in fields_in}
 
-    @classmethod
-    def check(cls, options: Any, fields_in: Fields, base_dir: Path) -> list[Problem]:
-        refs = [(("fields", i), name) for i, name in enumerate(options.fields)]
-        return _unknown_fields(refs, fields_in, "unknown field")
-
     def process(self, batch: list[Event]) -> list[Event]:
         keep = self.keep
         return [{k: e[k] for k in keep if k in e} for e in batch]
@@ -176,7 +180,7 @@ class DropOptions(FieldListOptions):
 
 
 @register
-class Drop(Transform):
+class Drop(_FieldListTransform):
     """Remove the listed fields (absent ones are ignored), e.g. raw data that must stay local.
 
     >>> from edgewax.testing import run_node
@@ -196,11 +200,6 @@ class Drop(Transform):
         if fields_in is None:
             return None
         return {k: v for k, v in fields_in.items() if k not in options.fields}
-
-    @classmethod
-    def check(cls, options: Any, fields_in: Fields, base_dir: Path) -> list[Problem]:
-        refs = [(("fields", i), name) for i, name in enumerate(options.fields)]
-        return _unknown_fields(refs, fields_in, "unknown field")
 
     def process(self, batch: list[Event]) -> list[Event]:
         drop = self.drop
