@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bytewax.testing import run_main
 
@@ -24,7 +24,7 @@ from edgewax.config.spec import (
 )
 from edgewax.events import Event
 from edgewax.flows.compiler import Compiled, compile_spec
-from edgewax.operators.base import NodeOptions, Sink, SinkWriter, Source
+from edgewax.operators.base import NodeContext, NodeOptions, Sink, SinkWriter, Source
 from edgewax.operators.registry import node_types
 from edgewax.operators.sources.partitions import EventPartition, PartitionedSource
 
@@ -39,37 +39,18 @@ def run_compiled(compiled: Compiled) -> None:
         compiled.dead_letters.close()
 
 
-def run_yaml(nodes: str, base_dir: Path | None = None) -> Compiled:
-    """Run a single pipeline given as the YAML list of its nodes; returns what ran.
-
-    Returns None-like output in doctests: use it for its printed side effects (`sink.stdout`).
-    """
+def run_yaml(nodes: str, base_dir: Path | None = None) -> None:
+    """Run one pipeline given as the YAML list of its nodes (shown by its `sink.stdout`)."""
     body = textwrap.indent(textwrap.dedent(nodes).strip("\n"), "      ")
     text = (
         "version: 1\nsettings: {dead_letter: {path: null}}\n"
         f"pipelines:\n  doc:\n    nodes:\n{body}\n"
     )
-    spec = load_spec_text(text, base_dir or Path.cwd())
-    compiled = compile_spec(spec)
-    run_compiled(compiled)
-    return _Quiet(compiled)  # type: ignore[return-value]
-
-
-class _Quiet:
-    """Wraps a result so the doctest shows nothing for it."""
-
-    def __init__(self, compiled: Compiled) -> None:
-        self.compiled = compiled
-
-    def __repr__(self) -> str:
-        return ""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.compiled, name)
+    run_compiled(compile_spec(load_spec_text(text, base_dir or Path.cwd())))
 
 
 class _ListPartition(EventPartition):
-    def __init__(self, ctx: Any, events: list[Event]) -> None:
+    def __init__(self, ctx: NodeContext, events: list[Event]) -> None:
         super().__init__(ctx)
         self.events = events
         self.index = 0
@@ -88,18 +69,18 @@ class _ListPartition(EventPartition):
         self.index = int(position)
 
 
+class _ListOptions(NodeOptions):
+    events: list[dict[str, Any]] = []
+
+
 class _ListSource(Source):
     """Events from a Python list (tests only)."""
 
     type_name = "testing.list"
+    Options: ClassVar[type[NodeOptions]] = _ListOptions
 
     def source(self) -> PartitionedSource:
-        events = self.options.events
-        return PartitionedSource({"list": lambda: _ListPartition(self.ctx, list(events))})
-
-
-class _ListOptions(NodeOptions):
-    events: list[dict[str, Any]] = []
+        return PartitionedSource({"list": lambda: _ListPartition(self.ctx, self.options.events)})
 
 
 class Bucket:
@@ -109,31 +90,28 @@ class Bucket:
         self.events: list[Event] = []
 
 
-class _CaptureWriter(SinkWriter):
-    def __init__(self, out: list[Event], node: Sink) -> None:
-        self.out = out
-        self.node = node
-
-    def write(self, batch: list[Event]) -> None:
-        self.out.extend(batch)
-        self.node.ctx.stats.sent.inc(len(batch))
-
-
 class _CaptureOptions(NodeOptions):
     out: Bucket
 
 
+class _CaptureWriter(SinkWriter):
+    def __init__(self, node: Sink) -> None:
+        self.out = node.options.out.events
+        self.sent = node.ctx.stats.sent.inc
+
+    def write(self, batch: list[Event]) -> None:
+        self.out.extend(batch)
+        self.sent(len(batch))
+
+
 class _CaptureSink(Sink):
-    """Collects events into a list (tests only)."""
+    """Collects events into a Bucket (tests only)."""
 
     type_name = "testing.capture"
+    Options: ClassVar[type[NodeOptions]] = _CaptureOptions
 
     def open(self, resume_state: Any) -> SinkWriter:
-        return _CaptureWriter(self.options.out.events, self)
-
-
-_ListSource.Options = _ListOptions
-_CaptureSink.Options = _CaptureOptions
+        return _CaptureWriter(self)
 
 
 def run_node(
