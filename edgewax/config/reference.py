@@ -19,7 +19,7 @@ from edgewax.config.spec import ID_RE, Settings
 from edgewax.operators.base import Node
 from edgewax.operators.registry import node_types
 
-SCHEMA_ID = "https://edgewax.dev/schema/pipelines-v1.json"
+SCHEMA_ID = "urn:edgewax:schema:pipelines:v1"
 
 
 def _node_model(name: str, cls: type[Node]) -> type[BaseModel]:
