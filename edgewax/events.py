@@ -36,6 +36,29 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode a {type(value).__name__} as JSON")
 
 
+def event_time(value: Any) -> float:
+    """Epoch seconds from a number, numeric text, or ISO-8601 text (naive means UTC).
+
+    >>> event_time("2026-01-01T00:00:00Z"), event_time("12.5"), event_time(3)
+    (1767225600.0, 12.5, 3.0)
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        stamp = dt.datetime.fromisoformat(text)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.timezone.utc)
+        return stamp.timestamp()
+    raise ValueError(f"time must be epoch seconds or ISO-8601 text, not {value!r}")
+
+
 _encoder = json.JSONEncoder(default=json_default, separators=(",", ":"), ensure_ascii=False)
 encode = _encoder.encode
 """Compact JSON text of one event."""

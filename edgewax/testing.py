@@ -110,7 +110,7 @@ class _CaptureSink(Sink):
     type_name = "testing.capture"
     Options: ClassVar[type[NodeOptions]] = _CaptureOptions
 
-    def open(self, resume_state: Any) -> SinkWriter:
+    def open(self) -> SinkWriter:
         return _CaptureWriter(self)
 
 

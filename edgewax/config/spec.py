@@ -244,7 +244,7 @@ def _pipeline(
 
     nodes: dict[str, NodeSpec] = {}
     input_marks: dict[str, list[Mark]] = {}
-    order: list[str] = []
+    raw_by_id: dict[str, YMap] = {}
     types = node_types()
     errors_before = len(report.items)
     seen_ids: dict[str, Mark] = {}
@@ -265,7 +265,7 @@ def _pipeline(
             broken.append(raw_node)
             continue
         nodes[spec.id] = spec
-        order.append(spec.id)
+        raw_by_id[spec.id] = raw_node
         raw_inputs = raw_node.get("inputs")
         input_marks[spec.id] = (
             list(raw_inputs.item_marks)
@@ -318,7 +318,7 @@ def _pipeline(
     topo = _topological(report, pname, nodes) if ok else None
     if topo is None:
         return None
-    _fields(report, pname, topo, nodes, nodes_raw, order, base_dir)
+    _fields(report, pname, topo, nodes, raw_by_id, base_dir)
     if not complete or len(report.items) != errors_before:
         return None
     description = raw.get("description", "")
@@ -530,12 +530,11 @@ def _fields(
     pname: str,
     topo: list[NodeSpec],
     nodes: dict[str, NodeSpec],
-    nodes_raw: YList,
-    order: list[str],
+    raw_by_id: dict[str, YMap],
     base_dir: Path,
 ) -> None:
     for spec in topo:
-        raw = nodes_raw[order.index(spec.id)]
+        raw = raw_by_id[spec.id]
         fields_in = _merge_fields([nodes[i].fields if i in nodes else None for i in spec.inputs])
         for problem in spec.cls.check(spec.options, fields_in, base_dir):
             mark = _locate(raw, problem.loc)

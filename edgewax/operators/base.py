@@ -6,7 +6,7 @@ JSON Schema and docs all come from it) and one of three shapes:
 - `Source`: returns a Bytewax source whose partitions emit lists of events;
 - `Transform`: `process(batch) -> batch`, run by Bytewax's `flat_map_batch`; the compiler wraps it
   with the shared counters and the dead-letter guard, so a node only says what it does;
-- `Sink`: `open(resume_state)` returns a writer that takes batches of events.
+- `Sink`: `open()` returns a writer that takes batches of events.
 
 Stateful and windowed nodes override `Transform.build` and use the same context.
 """
@@ -178,13 +178,10 @@ class Transform(Node):
 
 
 class SinkWriter:
-    """Writes batches for one sink; `snapshot()` is its resume position for recovery."""
+    """Writes batches for one sink (one writer per process, shared by its workers)."""
 
     def write(self, batch: list[Event]) -> None:
         raise NotImplementedError
-
-    def snapshot(self) -> Any:
-        return None
 
     def close(self) -> None:
         return None
@@ -195,7 +192,7 @@ class Sink(Node):
 
     kind: ClassVar[Kind] = "sink"
 
-    def open(self, resume_state: Any) -> SinkWriter:
+    def open(self) -> SinkWriter:
         raise NotImplementedError
 
     def build(self, up: Stream[Event]) -> None:

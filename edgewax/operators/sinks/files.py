@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -32,18 +32,14 @@ class JsonlSinkOptions(NodeOptions):
 
 
 class _JsonlWriter(SinkWriter):
-    def __init__(self, node: JsonlSink, resume_state: Any) -> None:
+    def __init__(self, node: JsonlSink) -> None:
         o: JsonlSinkOptions = node.options
         self.ctx = node.ctx
         self.options = o
         self.path = node.ctx.path(o.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if resume_state is not None:
-                # Recovery: forget what was written after the snapshot, it will be written again.
-                with open(self.path, "ab") as f:
-                    f.truncate(min(int(resume_state), f.tell()))
-            elif o.mode == "overwrite":
+            if o.mode == "overwrite":
                 self.path.write_bytes(b"")
             self.file = open(self.path, "ab")  # noqa: SIM115 - open for the sink's life
         except OSError as e:
@@ -95,9 +91,6 @@ class _JsonlWriter(SinkWriter):
         self.file = open(self.path, "ab")  # noqa: SIM115
         self.size = 0
 
-    def snapshot(self) -> Any:
-        return self.size
-
     def close(self) -> None:
         self.file.close()
 
@@ -118,5 +111,5 @@ class JsonlSink(Sink):
     type_name = "sink.jsonl"
     Options: ClassVar[type[NodeOptions]] = JsonlSinkOptions
 
-    def open(self, resume_state: Any) -> SinkWriter:
-        return _JsonlWriter(self, resume_state)
+    def open(self) -> SinkWriter:
+        return _JsonlWriter(self)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from edgewax.events import Event, encode
 from edgewax.operators.base import NodeOptions, Sink, SinkWriter
@@ -49,5 +49,5 @@ class StdoutSink(Sink):
     type_name = "sink.stdout"
     Options: ClassVar[type[NodeOptions]] = StdoutOptions
 
-    def open(self, resume_state: Any) -> SinkWriter:
+    def open(self) -> SinkWriter:
         return _StdoutWriter(self)

@@ -32,7 +32,7 @@ class _SharedWriter:
     def acquire(self) -> None:
         with self.lock:
             if self.writer is None:
-                self.writer = self.node.open(None)
+                self.writer = self.node.open()
             self.users += 1
 
     def release(self) -> None:

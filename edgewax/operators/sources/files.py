@@ -11,7 +11,6 @@ import glob
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -19,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from edgewax.errors import EdgewaxError
-from edgewax.events import Event
+from edgewax.events import Event, event_time
 from edgewax.operators.base import (
     BASE_FIELDS,
     FieldInfo,
@@ -69,25 +68,6 @@ def _files(pattern: str, base_dir: Path) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def _event_time(value: Any) -> float:
-    """Epoch seconds from a number, numeric text, or ISO-8601 text (naive means UTC)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        stamp = datetime.fromisoformat(text)
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
-        return stamp.timestamp()
-    raise ValueError(f"time must be epoch seconds or ISO-8601 text, not {value!r}")
-
-
 class _FilePartition(EventPartition):
     def __init__(self, ctx: NodeContext, path: Path, options: FileSourceOptions) -> None:
         super().__init__(ctx, options.speed, options.batch_size)
@@ -125,7 +105,7 @@ class _FilePartition(EventPartition):
             rec["ts"] = time.time()
         else:
             t = rec[tf]
-            rec["ts"] = float(t) if type(t) is float or type(t) is int else _event_time(t)
+            rec["ts"] = float(t) if type(t) is float or type(t) is int else event_time(t)
         kf = self.options.key_field
         k = rec.get(kf, self.default_key) if kf is not None else self.default_key
         rec["key"] = k if type(k) is str else str(k)
@@ -155,7 +135,7 @@ class _JsonlPartition(_FilePartition):
             try:
                 rec = loads(raw)
                 t = rec[tf]
-                rec["ts"] = t if type(t) is float else _event_time(t)
+                rec["ts"] = t if type(t) is float else event_time(t)
                 k = rec.get(kf, default_key)
                 rec["key"] = k if type(k) is str else str(k)
                 append(rec)

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from edgewax.config.types import Duration
-from edgewax.events import Event
+from edgewax.events import Event, event_time
 from edgewax.operators.base import (
     BASE_FIELDS,
     FieldInfo,
@@ -26,7 +26,6 @@ from edgewax.operators.base import (
     Source,
 )
 from edgewax.operators.registry import register
-from edgewax.operators.sources.files import _event_time
 from edgewax.operators.sources.partitions import BATCH, EventPartition, PartitionedSource
 from edgewax.operators.sources.signals import SIGNALS, Fault, Generator
 
@@ -101,7 +100,7 @@ class SyntheticOptions(NodeOptions):
     @classmethod
     def _check_start(cls, start: float | str | None) -> float | str | None:
         if start is not None:
-            _event_time(start)
+            event_time(start)
         return start
 
 
@@ -183,7 +182,7 @@ class SyntheticSensor(Source):
 
     def source(self) -> PartitionedSource:
         o: SyntheticOptions = self.options
-        start = _event_time(o.start) if o.start is not None else float(np.floor(time.time()))
+        start = event_time(o.start) if o.start is not None else float(np.floor(time.time()))
         return PartitionedSource({key: self._factory(key, start) for key in o.keys})
 
     def _factory(self, key: str, start: float) -> Callable[[], EventPartition]:

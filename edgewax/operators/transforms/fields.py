@@ -16,7 +16,7 @@ from edgewax.config.diagnostics import did_you_mean
 from edgewax.events import Event
 from edgewax.operators.base import FieldInfo, Fields, NodeOptions, Problem, Transform
 from edgewax.operators.registry import register
-from edgewax.operators.transforms.expressions import Expression, ExpressionField
+from edgewax.operators.transforms.expressions import ExpressionField
 
 PROTECTED = ("ts", "key")
 
@@ -211,4 +211,4 @@ class Drop(_FieldListTransform):
         return batch
 
 
-__all__ = ["Drop", "Expression", "Filter", "Map", "Select"]
+__all__ = ["Drop", "Filter", "Map", "Select"]
