@@ -277,3 +277,15 @@ def test_state_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
     _run(sub / "p.yaml")
     assert (sub / "state" / "dead_letters.jsonl").exists()
     assert (sub / "out" / "o.jsonl").exists()
+
+
+def test_dead_letters_are_counted_per_pipeline(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('oops\n{"ts": 1}\n[]\n')
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\npipelines:\n  p:\n    nodes:\n"
+        "      - {id: src, type: source.jsonl, path: in.jsonl}\n"
+        "      - {id: out, type: sink.jsonl, path: out.jsonl}\n"
+    )
+    compiled = _run(tmp_path / "p.yaml")
+    registry = compiled.metrics.registry  # type: ignore[attr-defined]
+    assert registry.get_sample_value("edgewax_dead_letters_total", {"pipeline": "p"}) == 2

@@ -51,7 +51,7 @@ class Metrics:
         )
         self.dead_letters = Counter(
             "edgewax_dead_letters",
-            "Events written to the dead-letter file.",
+            "Events dead-lettered (kept in the dead-letter file, if one is set).",
             ("pipeline",),
             registry=r,
         )
@@ -72,6 +72,7 @@ class NodeStats:
         self.errors = metrics.errors.labels(*labels)
         self.source_bytes = metrics.source_bytes.labels(*labels)
         self.sink_bytes = metrics.sink_bytes.labels(*labels)
+        self.dead_letters = metrics.dead_letters.labels(labels[0])
         self._discarded: dict[str, Counter] = {}
         self._lock = threading.Lock()
 

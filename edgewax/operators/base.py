@@ -83,6 +83,7 @@ class NodeContext:
     def dead_letter(self, reason: str, error: str, event: Any) -> None:
         """Keep an event the node cannot handle: counted as an error and a discard, and written."""
         self.stats.errors.inc()
+        self.stats.dead_letters.inc()
         self.stats.discard(reason)
         self.dead_letters.put(self.pipeline, self.node_id, reason, error, event)
 
