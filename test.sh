@@ -3,7 +3,9 @@
 # Extra arguments go to pytest, e.g. `./test.sh -k config -x`.
 set -euo pipefail
 cd "$(dirname "$0")"
-source scripts/bootstrap.sh "dev"
+source scripts/bootstrap.sh "dev,camera,mqtt"
+# Real peers for the tests: an MQTT broker and a Prometheus server (started by fixtures).
+apt_install mosquitto prometheus
 
 echo "== ruff" >&2
 ruff check .

@@ -16,6 +16,7 @@ from bytewax.dataflow import Dataflow, Stream
 from edgewax.config.spec import PipelineSpec, Spec
 from edgewax.errors import EdgewaxError
 from edgewax.flows.deadletters import DeadLetters
+from edgewax.health import Health
 from edgewax.metrics import Metrics, NodeStats
 from edgewax.operators.base import NodeContext, Sink, Source, Transform
 
@@ -31,6 +32,7 @@ class Compiled:
     dead_letters: DeadLetters
     stop: threading.Event
     stats: dict[tuple[str, str], NodeStats] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)
 
 
 def step_id(pipeline: str, node: str) -> str:
@@ -87,6 +89,7 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
             stats=stats,
             dead_letters=c.dead_letters,
             stop=c.stop,
+            health=c.health,
             shared_input=any(len(by_id[i].consumers) > 1 for i in n.inputs),
         )
         node = n.cls(n.options, ctx)

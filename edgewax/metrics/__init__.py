@@ -7,10 +7,20 @@ one an item), which keeps counting off the profile.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 NODE_LABELS = ("pipeline", "node", "type")
+
+Kind = Literal["counter", "gauge", "histogram"]
+_KINDS: dict[str, type[MetricWrapperBase]] = {
+    "counter": Counter,
+    "gauge": Gauge,
+    "histogram": Histogram,
+}
 
 
 class Metrics:
@@ -56,6 +66,35 @@ class Metrics:
             registry=r,
         )
         self.up = Gauge("edgewax_up", "1 while the pipeline runs.", ("pipeline",), registry=r)
+        self._families: dict[str, tuple[Kind, tuple[str, ...], MetricWrapperBase]] = {}
+        self._lock = threading.Lock()
+
+    def family(
+        self,
+        kind: Kind,
+        name: str,
+        doc: str,
+        labels: Sequence[str] = NODE_LABELS,
+        **options: Any,
+    ) -> Any:
+        """The metric family `name`, made on first use (node types add their own families here).
+
+        Asking again with the same kind and labels returns the same family; anything else is a
+        programming error. `options` go to prometheus-client (e.g. `buckets` for a histogram).
+        """
+        labels = tuple(labels)
+        with self._lock:
+            known = self._families.get(name)
+            if known is None:
+                fam = _KINDS[kind](name, doc, labels, registry=self.registry, **options)
+                self._families[name] = (kind, labels, fam)
+                return fam
+        have_kind, have_labels, fam = known
+        if (have_kind, have_labels) != (kind, labels):
+            raise ValueError(
+                f"metric {name} is a {have_kind}{list(have_labels)}, not a {kind}{list(labels)}"
+            )
+        return fam
 
     def node(self, pipeline: str, node: str, type_name: str) -> NodeStats:
         return NodeStats(self, (pipeline, node, type_name))
@@ -84,6 +123,32 @@ class NodeStats:
                 child = self._metrics.discarded.labels(*self.labels, reason)
                 self._discarded[reason] = child
         child.inc(n)
+
+    def _child(self, kind: Kind, name: str, doc: str, labels: dict[str, str], **kw: Any) -> Any:
+        fam = self._metrics.family(kind, name, doc, (*NODE_LABELS, *labels), **kw)
+        return fam.labels(*self.labels, *labels.values())
+
+    def counter(self, name: str, doc: str, **labels: str) -> Counter:
+        """This node's child of counter family `name` (extra labels by keyword, same every call).
+
+        >>> stats = Metrics().node("p", "cam", "source.camera")
+        >>> skipped = stats.counter("edgewax_frames_skipped", "Frames skipped.", reason="latest")
+        >>> skipped.inc(3)
+        >>> skipped._value.get()
+        3.0
+        """
+        return self._child("counter", name, doc, labels)  # type: ignore[no-any-return]
+
+    def gauge(self, name: str, doc: str, **labels: str) -> Gauge:
+        """This node's child of gauge family `name`."""
+        return self._child("gauge", name, doc, labels)  # type: ignore[no-any-return]
+
+    def histogram(
+        self, name: str, doc: str, buckets: Sequence[float] | None = None, **labels: str
+    ) -> Histogram:
+        """This node's child of histogram family `name` (`buckets` fixed by the first call)."""
+        kw = {"buckets": tuple(buckets)} if buckets is not None else {}
+        return self._child("histogram", name, doc, labels, **kw)  # type: ignore[no-any-return]
 
     def discarded(self) -> dict[str, float]:
         """Discards so far by reason (for summaries and tests)."""

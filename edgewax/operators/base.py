@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edgewax.events import Event
 from edgewax.flows.deadletters import DeadLetters
+from edgewax.health import Health
 from edgewax.metrics import NodeStats
 
 Kind = Literal["source", "transform", "sink"]
@@ -72,6 +73,8 @@ class NodeContext:
     stats: NodeStats
     dead_letters: DeadLetters
     stop: threading.Event = field(default_factory=threading.Event)
+    health: Health = field(default_factory=Health)
+    """Readiness checks for `/readyz`: `ctx.health.check(f"{pipeline}/{node}", "source")`."""
     shared_input: bool = False
     """True when another node reads the same upstream events: copy before changing them."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 from importlib.metadata import entry_points
 from typing import TypeVar
 
@@ -22,13 +23,23 @@ log = logging.getLogger("edgewax.registry")
 
 ENTRY_POINT_GROUP = "edgewax.nodes"
 
-_BUILTIN_MODULES = (
-    "edgewax.operators.sources.files",
-    "edgewax.operators.sources.synthetic",
-    "edgewax.operators.transforms.fields",
-    "edgewax.operators.sinks.stdout",
-    "edgewax.operators.sinks.files",
+_BUILTIN_PACKAGES = (
+    "edgewax.operators.sources",
+    "edgewax.operators.transforms",
+    "edgewax.operators.sinks",
 )
+"""Every module under these packages is imported on first use, so a new built-in node type only
+needs its module and `@register`. Such modules must import optional dependencies (OpenCV, paho)
+lazily, inside the node, so that `edgewax validate` works without the extras installed."""
+
+
+def _builtin_modules() -> list[str]:
+    names: list[str] = []
+    for package in _BUILTIN_PACKAGES:
+        pkg = importlib.import_module(package)
+        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):
+            names.append(info.name)
+    return sorted(names)
 
 _REGISTRY: dict[str, type[Node]] = {}
 _PLUGIN_FAILURES: dict[str, str] = {}
@@ -68,7 +79,7 @@ def node_types() -> dict[str, type[Node]]:
     """Every known node type by name (loads built-ins and plug-ins on first use)."""
     global _loaded
     if not _loaded:
-        for module in _BUILTIN_MODULES:
+        for module in _builtin_modules():
             importlib.import_module(module)
         _load_plugins()
         _loaded = True
