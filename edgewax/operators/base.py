@@ -33,10 +33,17 @@ Kind = Literal["source", "transform", "sink"]
 
 @dataclass(frozen=True)
 class FieldInfo:
-    """What validation knows of a field: its dtype and shape, where a node declares them."""
+    """What validation knows of a field: its dtype and shape, where a node declares them.
+
+    `shape` is one event's shape, without a batch dimension (a 224x224 RGB frame is
+    `(224, 224, 3)`; `None` in it is a size known only at run time). `raw` marks raw data (camera
+    frames, raw sample arrays, and tensors made from them): the privacy lint refuses a path that
+    carries a raw field to a remote sink.
+    """
 
     dtype: str | None = None
     shape: tuple[int | None, ...] | None = None
+    raw: bool = False
 
 
 Fields = Mapping[str, FieldInfo] | None
@@ -195,6 +202,9 @@ class Sink(Node):
     """A node that takes events out of the dataflow."""
 
     kind: ClassVar[Kind] = "sink"
+    remote: ClassVar[bool] = False
+    """True for sinks whose events leave the device (HTTP, MQTT, Kafka): the privacy lint and
+    `edgewax explain` look at these; such sinks take an `allow_raw: bool` option."""
 
     def open(self) -> SinkWriter:
         raise NotImplementedError
