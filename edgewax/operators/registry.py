@@ -23,23 +23,20 @@ log = logging.getLogger("edgewax.registry")
 
 ENTRY_POINT_GROUP = "edgewax.nodes"
 
-_BUILTIN_PACKAGES = (
-    "edgewax.operators.sources",
-    "edgewax.operators.transforms",
-    "edgewax.operators.sinks",
-)
-"""Every module under these packages is imported on first use, so a new built-in node type only
-needs its module and `@register`. Such modules must import optional dependencies (OpenCV, paho)
-lazily, inside the node, so that `edgewax validate` works without the extras installed."""
+_BUILTIN_ROOT = "edgewax.operators"
+"""Every module in a family folder under here (sources, inference, windows, egress, sinks, ...) is
+imported on first use, so a new built-in node type needs only its module and `@register`. Such
+modules import optional dependencies (OpenCV, paho) inside the node, never at module level, so
+that `edgewax validate` works without the extras installed."""
 
 
 def _builtin_modules() -> list[str]:
-    names: list[str] = []
-    for package in _BUILTIN_PACKAGES:
-        pkg = importlib.import_module(package)
-        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):
-            names.append(info.name)
-    return sorted(names)
+    root = importlib.import_module(_BUILTIN_ROOT)
+    return sorted(
+        info.name
+        for info in pkgutil.walk_packages(root.__path__, prefix=f"{_BUILTIN_ROOT}.")
+        if info.name.count(".") >= 3  # modules inside a family folder, not base / registry
+    )
 
 _REGISTRY: dict[str, type[Node]] = {}
 _PLUGIN_FAILURES: dict[str, str] = {}
