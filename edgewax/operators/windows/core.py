@@ -138,7 +138,7 @@ class WindowNode(Transform):
     def check(cls, options: Any, fields_in: Fields, base_dir: Path) -> list[Problem]:
         from edgewax.operators.transforms.fields import _unknown_fields
 
-        problems = options.aggregate.check(fields_in)
+        problems: list[Problem] = options.aggregate.check(fields_in)
         refs = [(("by", i), f) for i, f in enumerate(options.by)]
         problems += _unknown_fields(refs, fields_in, "`by` names unknown field")
         return problems

@@ -64,9 +64,7 @@ class SessionWindow(WindowNode):
         late = np.zeros(n, dtype=np.bool_)
         for i, (t, w) in enumerate(zip(cols.ts.tolist(), wm.tolist())):
             hits = [
-                sid
-                for sid, (lo, hi) in spans.items()
-                if lo - gap < t < hi + gap and hi + gap > w
+                sid for sid, (lo, hi) in spans.items() if lo - gap < t < hi + gap and hi + gap > w
             ]
             if not hits:
                 if t + gap <= w:

@@ -91,9 +91,9 @@ class TumblingWindow(_FixedWindows):
     >>> events = [{"ts": t, "temp": 20.0 + t} for t in (0, 30, 59, 60, 61)]
     >>> for e in run_node("window.tumbling",
     ...                   {"size": "60s", "aggregate": {"mean": "temp", "max": "temp"}}, events):
-    ...     print(e)
-    {'ts': 60.0, 'key': 'k', 'window_start': 0.0, 'window_end': 60.0, 'count': 3, 'temp_mean': 49.666..., 'temp_max': 79.0}
-    {'ts': 120.0, 'key': 'k', 'window_start': 60.0, 'window_end': 120.0, 'count': 2, 'temp_mean': 80.5, 'temp_max': 81.0}
+    ...     print(e["window_start"], e["window_end"], e["count"], e["temp_mean"], e["temp_max"])
+    0.0 60.0 3 49.666... 79.0
+    60.0 120.0 2 80.5 81.0
     """
 
     type_name = "window.tumbling"
