@@ -321,6 +321,13 @@ def _pipeline(
     _fields(report, pname, topo, nodes, raw_by_id, base_dir)
     if not complete or len(report.items) != errors_before:
         return None
+    from edgewax.config import privacy
+
+    for leak in privacy.leaks(topo):
+        message, hint = privacy.describe(leak)
+        report.add(leak.sink.mark, message, hint, pname, leak.sink.id)
+    if len(report.items) != errors_before:
+        return None
     description = raw.get("description", "")
     return PipelineSpec(pname, topo, mark, str(description or ""))
 
