@@ -56,9 +56,7 @@ def raw_fields(nodes: list[NodeSpec]) -> dict[str, RawPaths]:
     for spec in nodes:  # topological order
         raw_in: RawPaths = {}
         for ref in spec.inputs:
-            node, output = _split(ref)
-            source = raw_in_of.get(node, {}) if output is not None else out.get(node, {})
-            for name, path in source.items():
+            for name, path in out.get(ref, {}).items():
                 raw_in.setdefault(name, path)
         raw_in_of[spec.id] = raw_in
         if spec.cls.kind == "sink":
