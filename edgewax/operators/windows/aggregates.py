@@ -9,7 +9,7 @@ column per window with numpy (`reduceat` over rows sorted by window). Each open 
 >>> agg = Aggregate(mean=["t"], max="t", p50="t")
 >>> cols = Columns.of([{"ts": 1.0, "t": 2.0}, {"ts": 2.0, "t": 4.0}], agg)
 >>> acc = Accumulator(agg)
->>> for part in partials(cols, np.zeros(2, dtype=np.int64), np.arange(2), agg):
+>>> for part in partials(cols, np.zeros(2, dtype=np.int64), None, agg):
 ...     acc.merge(part[1])
 >>> acc.result(agg)
 {'count': 2, 't_mean': 3.0, 't_max': 4.0, 't_p50': 3.0}
@@ -157,14 +157,29 @@ class Aggregate(NodeOptions):
 
 @dataclass
 class Columns:
-    """One key's events of one batch as columns; `events` kept for the `late` output."""
+    """One key's events of one batch as columns; the events are kept for the `late` output."""
 
-    events: list[Event]
+    batch: list[Event]
     ts: np.ndarray
     numeric: dict[str, np.ndarray] = field(default_factory=dict)
     values: dict[str, list[Any]] = field(default_factory=dict)
     labels: dict[str, list[str]] = field(default_factory=dict)
     conditions: dict[str, np.ndarray] = field(default_factory=dict)
+    rows: np.ndarray | None = None
+    """Which of `batch` these columns are (None: all), so a split costs no per-event work."""
+
+    @property
+    def events(self) -> list[Event]:
+        if self.rows is None:
+            return self.batch
+        batch = self.batch
+        return [batch[i] for i in self.rows.tolist()]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Between workers, ship only this group's events, not the whole batch.
+        state = dict(self.__dict__)
+        state["batch"], state["rows"] = self.events, None
+        return state
 
     @classmethod
     def of(cls, events: list[Event], agg: Aggregate) -> Columns:
@@ -187,15 +202,17 @@ class Columns:
         return len(self.ts)
 
     def take(self, index: np.ndarray) -> Columns:
-        """The rows at `index` (used to leave out late events)."""
-        events = self.events
+        """The rows at `index`, e.g. one group's rows of a whole batch's columns."""
+        rows = index if self.rows is None else self.rows[index]
+        listed = index.tolist() if self.values or self.labels else []
         return Columns(
-            [events[i] for i in index.tolist()],
+            self.batch,
             self.ts[index],
             {f: a[index] for f, a in self.numeric.items()},
-            {f: [v[i] for i in index.tolist()] for f, v in self.values.items()},
-            {f: [v[i] for i in index.tolist()] for f, v in self.labels.items()},
+            {f: [v[i] for i in listed] for f, v in self.values.items()},
+            {f: [v[i] for i in listed] for f, v in self.labels.items()},
             {f: a[index] for f, a in self.conditions.items()},
+            rows,
         )
 
 
@@ -219,21 +236,38 @@ class Partial:
 
 
 def partials(
-    cols: Columns, window: np.ndarray, rows: np.ndarray, agg: Aggregate
+    cols: Columns, window: np.ndarray, rows: np.ndarray | None, agg: Aggregate
 ) -> Iterator[tuple[int, Partial]]:
-    """Per window id: the partial aggregate of `rows` of `cols` (row i is in window[i])."""
+    """Per window id: the partial aggregate of `rows` of `cols` (row i is in window[i]);
+    `rows` None means every row, in order."""
     if len(window) == 0:
         return
     if len(window) > 1 and bool(np.any(window[1:] < window[:-1])):
         order = np.argsort(window, kind="stable")
         window = window[order]
-        rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, window[1:] != window[:-1]])
-    ends = np.r_[starts[1:], len(window)]
+        rows = order if rows is None else rows[order]
+    whole = rows is None
+    if rows is None:
+        rows = np.arange(len(window))
+    n = len(window)
+    if window[0] == window[-1]:  # one window (the common case for tumbling windows)
+        starts = np.zeros(1, dtype=np.int64)
+        ends = np.array([n])
+
+        def red(ufunc: Any, x: np.ndarray) -> np.ndarray:
+            return np.array([ufunc.reduce(x)])
+    else:
+        change = np.flatnonzero(window[1:] != window[:-1]) + 1
+        starts = np.concatenate(([0], change))
+        ends = np.concatenate((change, [n]))
+
+        def red(ufunc: Any, x: np.ndarray) -> np.ndarray:
+            return ufunc.reduceat(x, starts)  # type: ignore[no-any-return]
+
     counts = ends - starts
-    ts = cols.ts[rows]
-    ts_min = np.minimum.reduceat(ts, starts)
-    ts_max = np.maximum.reduceat(ts, starts)
+    ts = cols.ts if whole else cols.ts[rows]
+    ts_min = red(np.minimum, ts)
+    ts_max = red(np.maximum, ts)
     sums: dict[str, np.ndarray] = {}
     m2: dict[str, np.ndarray] = {}
     mins: dict[str, np.ndarray] = {}
@@ -244,21 +278,21 @@ def partials(
     need_max = set(agg.max)
     need_samples = {*agg.p50, *agg.p90, *agg.p99}
     for f, column in cols.numeric.items():
-        x = column[rows]
+        x = column if whole else column[rows]
         if f in need_sum:
-            s = np.add.reduceat(x, starts)
+            s = red(np.add, x)
             sums[f] = s
             if f in agg.std:
                 mean = np.repeat(s / counts, counts)
-                m2[f] = np.add.reduceat((x - mean) ** 2, starts)
+                m2[f] = red(np.add, (x - mean) ** 2)
         if f in need_min:
-            mins[f] = np.minimum.reduceat(x, starts)
+            mins[f] = red(np.minimum, x)
         if f in need_max:
-            maxs[f] = np.maximum.reduceat(x, starts)
+            maxs[f] = red(np.maximum, x)
         if f in need_samples:
             samples[f] = x
-    anys = {n: np.logical_or.reduceat(cols.conditions[n][rows], starts) for n in agg.any}
-    alls = {n: np.logical_and.reduceat(cols.conditions[n][rows], starts) for n in agg.all}
+    anys = {n: red(np.logical_or, cols.conditions[n][rows]) for n in agg.any}
+    alls = {n: red(np.logical_and, cols.conditions[n][rows]) for n in agg.all}
     # Row order within a window is arrival order (stable sort): ties in time go to arrival.
     for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
         r = rows[a:b]

@@ -105,8 +105,9 @@ class WindowNode(Transform):
 
     def assign(
         self, state: WindowState, cols: Columns, wm: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(window id per pair, row per pair, late mask per row); `wm` is each row's watermark."""
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(window id per pair, row per pair or None for every row in order, late mask per
+        row); `wm` is each row's watermark."""
         raise NotImplementedError
 
     def bounds(self, state: WindowState, wid: int, acc: Accumulator) -> tuple[float, float]:
@@ -153,20 +154,26 @@ class WindowNode(Transform):
         return "|".join(str(e[f]) for f in by)
 
     def _split(self, batch: list[Event]) -> list[tuple[str, Columns]]:
-        agg = self.agg
+        # Columns are read once for the whole batch, then each group takes its rows.
+        cols = Columns.of(batch, self.agg)
         if self.by == ["key"]:
-            first = batch[0]["key"]
-            if all(e["key"] == first for e in batch):
-                return [(first, Columns.of(batch, agg))]
-        groups: dict[str, list[Event]] = {}
-        gk = self._group_key
-        for e in batch:
-            k = gk(e)
-            g = groups.get(k)
-            if g is None:
-                groups[k] = g = []
-            g.append(e)
-        return [(k, Columns.of(g, agg)) for k, g in groups.items()]
+            keys = [e["key"] for e in batch]
+        else:
+            gk = self._group_key
+            keys = [gk(e) for e in batch]
+        first = keys[0]
+        if keys.count(first) == len(keys):
+            return [(first if type(first) is str else str(first), cols)]
+        index: dict[Any, int] = {}
+        codes = np.fromiter([index.setdefault(k, len(index)) for k in keys], np.int64, len(keys))
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        names = list(index)
+        out = []
+        for rows in np.split(order, bounds):
+            k = names[int(codes[rows[0]])]
+            out.append((k if type(k) is str else str(k), cols.take(rows)))
+        return out
 
     def split(self, batch: list[Event]) -> list[tuple[str, Columns]]:
         """Batch -> one (group key, columns) item per group; bad events are dead-lettered."""
@@ -246,7 +253,7 @@ class WindowLogic(op.StatefulBatchLogic[Columns, tuple[list[Event], list[Event]]
         done = self._close(self._now())
         return [(done, lates)], self._discard()
 
-    def _merge(self, cols: Columns, wids: np.ndarray, rows: np.ndarray) -> None:
+    def _merge(self, cols: Columns, wids: np.ndarray, rows: np.ndarray | None) -> None:
         from edgewax.operators.windows.aggregates import partials
 
         windows = self.state.windows

@@ -55,14 +55,14 @@ class _FixedWindows(WindowNode):
 
     def assign(
         self, state: WindowState, cols: Columns, wm: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         ts = cols.ts
         hop, size = self.hop, self.size
         k_last = np.floor(ts / hop).astype(np.int64)
         if self.overlap == 1:
             ok = k_last * hop + size > wm
             if bool(ok.all()):
-                return k_last, np.arange(len(ts)), ~ok
+                return k_last, None, ~ok
             return k_last[ok], np.flatnonzero(ok), ~ok
         wids, rows = [], []
         placed = np.zeros(len(ts), dtype=np.bool_)
