@@ -128,8 +128,15 @@ pipelines:
     src = spec.pipelines["b"].nodes[0]
     metrics = Metrics()
     ctx = NodeContext(
-        "b", "src", src.type_name, "src", path.parent, path.parent,
-        metrics.node("b", "src", src.type_name), DeadLetters(None), threading.Event(),
+        "b",
+        "src",
+        src.type_name,
+        "src",
+        path.parent,
+        path.parent,
+        metrics.node("b", "src", src.type_name),
+        DeadLetters(None),
+        threading.Event(),
     )
     flow = Dataflow("fold")
     stream = src.cls(src.options, ctx).build(flow)  # type: ignore[attr-defined]
@@ -159,7 +166,9 @@ def ours_memory(events: list[dict[str, Any]]) -> int:
     cls = node_types()["window.tumbling"]
     mark = Mark(1, 1)
     options = cls.Options.model_validate({"size": SIZE, "aggregate": {"mean": "v", "max": "v"}})
-    src = NodeSpec("src", "testing.list", _ListSource, _ListOptions(events=events), [], mark)
+    src = NodeSpec(
+        "src", "testing.list", _ListSource, _ListOptions.model_construct(events=events), [], mark
+    )
     win = NodeSpec("win", cls.type_name, cls, options, ["src"], mark)
     spec_sink = node_types()["sink.stdout"]
     out = NodeSpec("out", "sink.stdout", spec_sink, spec_sink.Options(), ["win"], mark)
@@ -208,7 +217,9 @@ def timed(fn: Callable[[], int]) -> tuple[float, int]:
 def table(title: str, n: int, rows: list[tuple[str, float, int]]) -> None:
     base = dict((name, s) for name, s, _ in rows)["bytewax fold_window"]
     print(f"\n{title}")
-    print(f"{'contestant':<22} {'seconds':>8} {'events/s':>12} {'windows':>8} {'vs fold_window':>15}")
+    print(
+        f"{'contestant':<22} {'seconds':>8} {'events/s':>12} {'windows':>8} {'vs fold_window':>15}"
+    )
     for name, s, windows in rows:
         print(f"{name:<22} {s:>8.2f} {n / s:>12,.0f} {windows:>8} {base / s:>14.2f}x")
 
@@ -219,8 +230,10 @@ def main() -> None:
     args = parser.parse_args()
     n = args.events
     events = make_events(n)
-    print(f"{n:,} events, {KEYS} keys, tumbling {SIZE:.0f} s windows, count/mean/max; "
-          f"{os.cpu_count()} cores (shared with other work)")
+    print(
+        f"{n:,} events, {KEYS} keys, tumbling {SIZE:.0f} s windows, count/mean/max; "
+        f"{os.cpu_count()} cores (shared with other work)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in events))
@@ -244,7 +257,9 @@ def main() -> None:
     table("events already in memory (the window steps alone)", n, rows)
     ours = rows[0][1]
     fold = rows[1][1]
-    print(f"\nbar: edgewax >= 2x fold_window: {fold / ours:.2f}x; >= 1M events/s: {n / ours:,.0f}/s")
+    print(
+        f"\nbar: edgewax >= 2x fold_window: {fold / ours:.2f}x; >= 1M events/s: {n / ours:,.0f}/s"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Windows still open at the end of the stream are emitted then.
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -164,14 +165,14 @@ class WindowNode(Transform):
         first = keys[0]
         if keys.count(first) == len(keys):
             return [(first if type(first) is str else str(first), cols)]
+        # Equal keys get equal codes (setdefault keeps the first count it saw), all in C.
         index: dict[Any, int] = {}
-        codes = np.fromiter([index.setdefault(k, len(index)) for k in keys], np.int64, len(keys))
+        codes = np.fromiter(map(index.setdefault, keys, itertools.count()), np.int64, len(keys))
         order = np.argsort(codes, kind="stable")
         bounds = np.flatnonzero(np.diff(codes[order])) + 1
-        names = list(index)
         out = []
         for rows in np.split(order, bounds):
-            k = names[int(codes[rows[0]])]
+            k = keys[int(rows[0])]
             out.append((k if type(k) is str else str(k), cols.take(rows)))
         return out
 
