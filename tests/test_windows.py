@@ -380,3 +380,70 @@ pipelines:
     assert (row["key"], row["site"], row["line"], row["v_sum"]) == ("n|1", "n", 1, 4.0)
     assert compiled.stats[("p", "win")].discarded() == {"bad_value": 1.0, "missing_field": 1.0}
     assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 2
+
+
+def test_system_clock_closes_windows_without_new_data() -> None:
+    """A live source goes quiet: its window is emitted on time, not at the end of the stream."""
+    import time as walltime
+    from typing import ClassVar
+
+    from edgewax.config.diagnostics import Mark
+    from edgewax.config.spec import NodeSpec, PipelineSpec, Spec
+    from edgewax.operators.base import NodeOptions, Source
+    from edgewax.operators.sources.partitions import EventPartition, PartitionedSource
+    from edgewax.testing import _QUIET, Bucket, _CaptureOptions, _CaptureSink
+
+    class Quiet(EventPartition):
+        """Three events now, then nothing for 2 s, then the end."""
+
+        def __init__(self, ctx: NodeContext) -> None:
+            super().__init__(ctx)
+            self.t0 = walltime.time()
+            self.sent = False
+
+        def read(self, n: int) -> list[dict[str, Any]]:
+            now = walltime.time()
+            if not self.sent:
+                self.sent = True
+                return [{"ts": now, "key": "live", "v": i} for i in range(3)]
+            if now - self.t0 > 2.0:
+                raise StopIteration
+            walltime.sleep(0.01)
+            return []
+
+        def tell(self) -> Any:
+            return None
+
+        def seek(self, position: Any) -> None:
+            return None
+
+    class QuietSource(Source):
+        type_name = "testing.quiet"
+        Options: ClassVar[type[NodeOptions]] = NodeOptions
+
+        def source(self) -> PartitionedSource:
+            return PartitionedSource({"q": lambda: Quiet(self.ctx)})
+
+    bucket = Bucket()
+    arrivals: list[float] = []
+
+    class Timed(list):  # type: ignore[type-arg]
+        def extend(self, items: Any) -> None:
+            arrivals.append(walltime.time())
+            super().extend(items)
+
+    bucket.events = Timed()
+    cls = node_types()["window.tumbling"]
+    mark = Mark(1, 1)
+    src = NodeSpec("src", "testing.quiet", QuietSource, NodeOptions(), [], mark, ["win"])
+    options = cls.Options.model_validate({"size": 0.5, "clock": "system"})
+    win = NodeSpec("win", cls.type_name, cls, options, ["src"], mark, ["out"])
+    out = NodeSpec(
+        "out", "testing.capture", _CaptureSink, _CaptureOptions(out=bucket), ["win"], mark
+    )
+    spec = Spec("<t>", Path("."), _QUIET, {"p": PipelineSpec("p", [src, win, out], mark)}, "")
+    started = walltime.time()
+    run_compiled(compile_spec(spec))
+    ended = walltime.time()
+    assert [e["count"] for e in bucket.events] == [3]
+    assert arrivals[0] - started < 1.5 < ended - started  # before the source ended

@@ -52,7 +52,7 @@ class WindowOptions(NodeOptions):
     )
     aggregate: Aggregate = Field(
         default_factory=Aggregate,
-        description="What each window's summary holds: `count: \"*\"` (default on); "
+        description='What each window\'s summary holds: `count: "*"` (default on); '
         "`sum`, `mean`, `min`, `max`, `std`, `p50`, `p90`, `p99`, `first`, `last`: a field or a "
         "list of fields, each giving `<field>_<op>`; `top_k: {field: k}` giving `<field>_top`; "
         "`histogram: field` giving `<field>_histogram`; `any` / `all`: `{name: condition}`.",
