@@ -185,3 +185,25 @@ def test_explain_and_replay(write_config: Callable[[str], Path]) -> None:
     assert "hot (filter): in 7200, out 1800, dropped: 5400 filtered" in out
     assert "cool (egress.cooldown): in 1800, out 3, dropped: 1797 cooldown" in out
     assert not (path.parent / "late.jsonl").exists()  # sinks are counters in a replay
+
+
+def test_graph_labels_the_late_output(write_config: Callable[[str], Path]) -> None:
+    path = write_config(LEAKS["late_output"][0].replace("test.remote", "sink.stdout"))
+    result = run_cli("graph", str(path), cwd=path.parent)
+    assert result.returncode == 0, result.stderr
+    assert "-->|late|" in result.stdout
+
+
+def test_window_first_of_raw_field_is_raw_even_when_fields_are_unknown(tmp_path: Path) -> None:
+    (tmp_path / "logs.jsonl").write_text("")
+    text = config(
+        CAM,
+        "- {id: logs, type: source.jsonl, path: logs.jsonl}",
+        "- {id: w, type: window.tumbling, inputs: [cam, logs], size: 10, aggregate: {last: frame}}",
+        "- {id: cloud, type: test.remote}",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec_text(text, tmp_path, file="t.yaml")
+    assert "raw field `frame_last` reaches remote sink `cloud` via cam -> w -> cloud" in str(
+        info.value
+    )

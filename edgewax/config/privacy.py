@@ -84,6 +84,10 @@ def _computed(spec: NodeSpec) -> list[tuple[str, frozenset[str]]]:
     sets = getattr(spec.options, "set", None)
     if spec.type_name == "map" and isinstance(sets, dict):
         return [(name, e.fields) for name, e in sets.items()]
+    # A window's `first` / `last` of a field is that field's value (even where fields are unknown).
+    agg = getattr(spec.options, "aggregate", None)
+    if spec.type_name.startswith("window.") and agg is not None:
+        return [(f"{f}_{op}", frozenset([f])) for op in ("first", "last") for f in getattr(agg, op)]
     return []
 
 

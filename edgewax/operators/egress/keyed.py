@@ -77,9 +77,7 @@ class KeyedTransform(Transform):
 
     def build(self, up: Stream[Event]) -> Stream[Event]:
         sid = self.ctx.step_id
-        node = self
-        if self.ctx.shared_input:
-            up = op.map(f"{sid}/copy", up, dict)
+        node = self  # egress nodes pass events on unchanged or emit new ones: no copies needed
         groups = op.flat_map_batch(f"{sid}/split", up, self.split)
 
         class Logic(op.StatefulBatchLogic[Group, list[Event], Any]):
