@@ -207,3 +207,14 @@ def test_window_first_of_raw_field_is_raw_even_when_fields_are_unknown(tmp_path:
     assert "raw field `frame_last` reaches remote sink `cloud` via cam -> w -> cloud" in str(
         info.value
     )
+
+
+def test_replay_skips_live_sources() -> None:
+    from edgewax.flows.explain import replay
+
+    spec = load_spec_text(
+        config("- {id: s, type: sensor.synthetic}", "- {id: cloud, type: test.remote}"),
+        Path("."),
+    )
+    with pytest.raises(Exception, match="replay needs file sources"):
+        replay(spec, list(spec.pipelines.values()))
