@@ -46,6 +46,18 @@ CASES = [
         "`f` has one output: read it as `f`",
     ),
     (
+        "only_late_output_read",
+        nodes(
+            SRC,
+            "- {id: win, type: window.tumbling, size: 10}",
+            "- {id: l, type: sink.stdout, inputs: [win.late]}",
+        ),
+        6,
+        9,
+        "its output goes nowhere",
+        None,
+    ),
+    (
         "hop_larger_than_size",
         nodes(SRC, "- {id: w, type: window.sliding, size: 10s, hop: 20s}", OUT),
         6,

@@ -498,7 +498,9 @@ def _wiring(
     if not ok or not complete:
         return ok
     for spec in nodes.values():
-        if spec.cls.kind != "sink" and not spec.consumers:
+        # Reading only a named output (`win.late`) leaves the main output going nowhere.
+        main_readers = [c for c in spec.consumers if spec.id in nodes[c].inputs]
+        if spec.cls.kind != "sink" and not main_readers:
             report.add(
                 spec.mark,
                 "its output goes nowhere",
