@@ -1,4 +1,4 @@
-"""The `edgewax` command: run, validate, graph, schema, nodes, docs.
+"""The `edgewax` command: run, validate, graph, schema, nodes, docs, explain.
 
 Exit codes: 0 done, 1 a run-time failure, 2 a mistake in the config or the command line.
 Logs go to standard error; data goes to sinks (so `sink.stdout` output can be piped).
@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("nodes", help="list the node types")
 
+    _explain_parser(sub)
+
     docs = sub.add_parser("docs", help="write the node reference (docs/nodes.md)")
     docs.add_argument("--output", "-o", default="-", help="file to write; default: stdout")
     docs.add_argument(
@@ -98,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "schema": _schema,
             "nodes": _nodes,
             "docs": _docs,
+            "explain": _explain,
         }[args.command]
         return command(args)
     except ConfigError as e:
@@ -211,6 +214,31 @@ def _docs(args: argparse.Namespace) -> int:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = sub.add_parser(
+        "explain", help="what can leave the device: fields and paths per remote sink"
+    )
+    explain.add_argument("file", nargs="?", default=DEFAULT_FILE)
+    explain.add_argument("--pipeline", "-p", action="append", metavar="NAME")
+    explain.add_argument(
+        "--replay",
+        action="store_true",
+        help="run over the file sources with sinks replaced by counters; print what would have "
+        "left (events, bytes, per day) and what each node dropped",
+    )
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from edgewax.flows.compiler import select_pipelines
+    from edgewax.flows.explain import explain
+
+    spec = _load(args.file)
+    if args.replay:
+        logging.getLogger().setLevel(logging.WARNING)
+    sys.stdout.write(explain(spec, select_pipelines(spec, args.pipeline), args.replay))
     return 0
 
 

@@ -321,6 +321,13 @@ def _pipeline(
     _fields(report, pname, topo, nodes, raw_by_id, base_dir)
     if not complete or len(report.items) != errors_before:
         return None
+    from edgewax.config import privacy
+
+    for leak in privacy.leaks(topo):
+        message, hint = privacy.describe(leak)
+        report.add(leak.sink.mark, message, hint, pname, leak.sink.id)
+    if len(report.items) != errors_before:
+        return None
     description = raw.get("description", "")
     return PipelineSpec(pname, topo, mark, str(description or ""))
 
@@ -414,6 +421,12 @@ def _node(
     return NodeSpec(node, str(type_name), cls, options, inputs, raw.mark)
 
 
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """An input reference: `node` (its main output) or `node.output` (e.g. `win.late`)."""
+    node, dot, output = ref.partition(".")
+    return node, (output if dot else None)
+
+
 def _named(ids: set[str]) -> list[str]:
     """Ids to suggest: not the `#N` stand-ins for entries that have no usable id."""
     return [i for i in ids if not i.startswith("#")]
@@ -425,7 +438,7 @@ def _check_input_names(report: _Report, pname: str, raw: Any, all_ids: set[str])
         return
     node = str(raw.get("id"))
     for inp, mark in zip(raw["inputs"], raw["inputs"].item_marks):
-        if isinstance(inp, str) and inp not in all_ids:
+        if isinstance(inp, str) and split_ref(inp)[0] not in all_ids:
             report.add(
                 mark,
                 f"input `{inp}` is not a node of this pipeline",
@@ -446,9 +459,20 @@ def _wiring(
     """Check `inputs` and link consumers; `all_ids` includes nodes that failed validation."""
     ok = True
     for spec in nodes.values():
-        for inp, mark in zip(spec.inputs, input_marks[spec.id]):
+        for ref, mark in zip(spec.inputs, input_marks[spec.id]):
+            inp, output = split_ref(ref)
             if inp not in nodes and inp in all_ids:
                 continue  # its own errors are reported; the link itself is fine
+            outputs = nodes[inp].cls.outputs if inp in nodes else ()
+            if output is not None and inp in nodes and output not in outputs:
+                hint = (
+                    one_of(output, outputs, "outputs")
+                    if outputs
+                    else f"`{inp}` has one output: read it as `{inp}`"
+                )
+                report.add(mark, f"node `{inp}` has no output `{output}`", hint, pname, spec.id)
+                ok = False
+                continue
             if inp == spec.id:
                 report.add(
                     mark, "reads its own output", "a node cannot be its own input", pname, spec.id
@@ -474,7 +498,9 @@ def _wiring(
     if not ok or not complete:
         return ok
     for spec in nodes.values():
-        if spec.cls.kind != "sink" and not spec.consumers:
+        # Reading only a named output (`win.late`) leaves the main output going nowhere.
+        main_readers = [c for c in spec.consumers if spec.id in nodes[c].inputs]
+        if spec.cls.kind != "sink" and not main_readers:
             report.add(
                 spec.mark,
                 "its output goes nowhere",
@@ -487,7 +513,10 @@ def _wiring(
 
 
 def _topological(report: _Report, pname: str, nodes: dict[str, NodeSpec]) -> list[NodeSpec] | None:
-    indegree = {nid: len({i for i in n.inputs if i in nodes}) for nid, n in nodes.items()}
+    indegree = {
+        nid: len({b for b in (split_ref(i)[0] for i in n.inputs) if b in nodes})
+        for nid, n in nodes.items()
+    }
     ready = [nid for nid in nodes if indegree[nid] == 0]
     order: list[NodeSpec] = []
     while ready:
@@ -518,7 +547,7 @@ def _find_cycle(nodes: dict[str, NodeSpec], stuck: list[str]) -> list[str]:
     nid = stuck[0]
     while nid not in path:
         path.append(nid)
-        nid = next(i for i in nodes[nid].inputs if i in stuck_set)
+        nid = next(b for b in (split_ref(i)[0] for i in nodes[nid].inputs) if b in stuck_set)
     cycle = path[path.index(nid) :]
     cycle.reverse()  # report in flow direction
     start = min(range(len(cycle)), key=lambda i: stuck.index(cycle[i]))
@@ -533,9 +562,21 @@ def _fields(
     raw_by_id: dict[str, YMap],
     base_dir: Path,
 ) -> None:
+    fields_in_of: dict[str, Fields] = {}
+
+    def output_fields(ref: str) -> Fields:
+        node_id, output = split_ref(ref)
+        node = nodes.get(node_id)
+        if node is None:
+            return None
+        if output is None:
+            return node.fields
+        return node.cls.output_fields(output, node.options, fields_in_of.get(node_id))
+
     for spec in topo:
         raw = raw_by_id[spec.id]
-        fields_in = _merge_fields([nodes[i].fields if i in nodes else None for i in spec.inputs])
+        fields_in = _merge_fields([output_fields(i) for i in spec.inputs])
+        fields_in_of[spec.id] = fields_in
         for problem in spec.cls.check(spec.options, fields_in, base_dir):
             mark = _locate(raw, problem.loc)
             report.add(mark, problem.message, problem.hint, pname, spec.id)
@@ -675,5 +716,6 @@ __all__ = [
     "did_you_mean",
     "load_spec",
     "load_spec_text",
+    "split_ref",
     "validate",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
-from edgewax.config.spec import PipelineSpec, Spec
+from edgewax.config.spec import PipelineSpec, Spec, split_ref
 from edgewax.errors import EdgewaxError
 from edgewax.flows.deadletters import DeadLetters
 from edgewax.health import Health
@@ -90,7 +90,11 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
             dead_letters=c.dead_letters,
             stop=c.stop,
             health=c.health,
-            shared_input=any(len(by_id[i].consumers) > 1 for i in n.inputs),
+            # A named output (`win.late`) may be the events another node also reads: copy them.
+            shared_input=any(
+                len(by_id[split_ref(i)[0]].consumers) > 1 or split_ref(i)[1] is not None
+                for i in n.inputs
+            ),
         )
         node = n.cls(n.options, ctx)
         if isinstance(node, Source):
@@ -100,6 +104,8 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
         up = ups[0] if len(ups) == 1 else op.merge(f"{sid}/merge", *ups)
         if isinstance(node, Transform):
             streams[n.id] = node.build(up)
+            for name, stream in getattr(node, "extra_outputs", {}).items():
+                streams[f"{n.id}.{name}"] = stream
         elif isinstance(node, Sink):
             node.build(up)
         else:  # pragma: no cover - the registry only admits the three kinds

@@ -39,7 +39,9 @@ def mermaid(pipelines: list[PipelineSpec]) -> str:
             lines.append(f"    {mid[n.id]}{left}{n.id}<br/><small>{n.type_name}</small>{right}")
         for n in p.nodes:
             for i in n.inputs:
-                lines.append(f"    {mid[i]} --> {mid[n.id]}")
+                src, output = i.partition(".")[::2]
+                label = f"|{output}|" if output else ""
+                lines.append(f"    {mid[src]} -->{label} {mid[n.id]}")
         lines.append("  end")
     return "\n".join(lines)
 
@@ -57,7 +59,11 @@ def dot(pipelines: list[PipelineSpec]) -> str:
             )
         for n in p.nodes:
             for i in n.inputs:
-                lines.append(f'    "{_esc(p.name)}/{_esc(i)}" -> "{_esc(p.name)}/{_esc(n.id)}";')
+                src, output = i.partition(".")[::2]
+                label = f' [label="{_esc(output)}"]' if output else ""
+                lines.append(
+                    f'    "{_esc(p.name)}/{_esc(src)}" -> "{_esc(p.name)}/{_esc(n.id)}"{label};'
+                )
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines)

@@ -104,6 +104,9 @@ class Node:
     type_name: ClassVar[str] = ""
     kind: ClassVar[Kind]
     Options: ClassVar[type[NodeOptions]] = NodeOptions
+    outputs: ClassVar[tuple[str, ...]] = ()
+    """Named outputs besides the main one, read as `inputs: [<id>.<name>]` (e.g. `win.late`);
+    `build` puts their streams in `self.extra_outputs`."""
 
     def __init__(self, options: Any, ctx: NodeContext) -> None:
         self.options = options
@@ -117,6 +120,11 @@ class Node:
     @classmethod
     def fields_out(cls, options: Any, fields_in: Fields, base_dir: Path) -> Fields:
         """The fields this node's events carry, given its input's (unknown stays unknown)."""
+        return fields_in
+
+    @classmethod
+    def output_fields(cls, name: str, options: Any, fields_in: Fields) -> Fields:
+        """The fields of the named output `name` (default: the input's)."""
         return fields_in
 
     @classmethod

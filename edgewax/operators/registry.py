@@ -38,6 +38,7 @@ def _builtin_modules() -> list[str]:
         if info.name.count(".") >= 3  # modules inside a family folder, not base / registry
     )
 
+
 _REGISTRY: dict[str, type[Node]] = {}
 _PLUGIN_FAILURES: dict[str, str] = {}
 _loaded = False
