@@ -1,0 +1,193 @@
+"""Run a model over a batch: one interpreter per worker thread, tensor indices looked up once.
+
+When the model's batch dimension is dynamic (shape signature -1), a batch of n events is one
+`set_tensor` / `invoke` / `get_tensor` round (in chunks of at most `max_batch`), and the input is
+resized only when the chunk size changes. A model with a fixed batch of 1 is run in a tight loop
+of set / invoke / get per event; a fixed batch of B > 1 runs chunks of B, the last one padded.
+
+Quantisation is handled here unless `raw`: float input is quantised with the input tensor's scale
+and zero point (`q = round(x / scale) + zero_point`, clipped to the integer type), and integer
+output is de-quantised (`(q - zero_point) * scale`, float32).
+
+>>> import numpy as np
+>>> from edgewax.inference.flatbuild import dense_model
+>>> from edgewax.inference.model import signature_of
+>>> content = dense_model(2, 2, weights=np.eye(2), int8=True)
+>>> runner = Runner(content, signature_of(content))
+>>> [out] = runner.run([np.array([[0.5, -0.25], [1.0, 0.0]], np.float32)])
+>>> out.tolist()
+[[0.5, -0.25], [1.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgewax.inference.model import Signature, TensorSpec, new_interpreter
+
+Array = npt.NDArray[Any]
+
+
+def quantize(x: Array, spec: TensorSpec) -> Array:
+    """Real values -> the integer tensor type with the tensor's scale and zero point."""
+    info = np.iinfo(spec.dtype)
+    q = np.round(np.asarray(x, np.float32) / np.float32(spec.scale)) + spec.zero_point
+    out: Array = np.clip(q, info.min, info.max).astype(spec.dtype)
+    return out
+
+
+def dequantize(q: Array, spec: TensorSpec) -> Array:
+    """The integer tensor -> float32 real values."""
+    out: Array = (q.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
+    return out
+
+
+class Runner:
+    """One model version's interpreter, owned by one thread (interpreters are not thread-safe)."""
+
+    def __init__(
+        self,
+        content: bytes,
+        signature: Signature,
+        num_threads: int = 1,
+        max_batch: int = 256,
+        raw: bool = False,
+        interpreter: Any = None,
+    ) -> None:
+        self.signature = signature
+        self.interp = (
+            interpreter if interpreter is not None else new_interpreter(content, num_threads)
+        )
+        self.inputs = signature.inputs
+        self.outputs = signature.outputs
+        # Bound once: `get_input_details` costs microseconds a call, these are attribute loads.
+        self._set = self.interp.set_tensor
+        self._get = self.interp.get_tensor
+        self._invoke = self.interp.invoke
+        self._in_idx = [t.index for t in self.inputs]
+        self._out_idx = [t.index for t in self.outputs]
+        self.raw = raw
+        self.dynamic = all(t.dynamic_batch for t in self.inputs)
+        self.fixed = (
+            0 if self.dynamic else max(self.inputs[0].shape[0], 1) if self.inputs[0].shape else 1
+        )
+        self.max_batch = max(int(max_batch), 1)
+        current = self.interp.get_input_details()[0]["shape"]
+        self._size = int(current[0]) if len(current) else 1
+        self.last_seconds = 0.0
+        """Time the last `run` spent in the interpreter (set/invoke/get), for the latency metric."""
+
+    def prepare(self, arrays: Sequence[Array]) -> list[Array]:
+        """Stacked input arrays -> the model's input dtypes (quantised unless raw)."""
+        out = []
+        for x, spec in zip(arrays, self.inputs):
+            if spec.quantized and not self.raw:
+                out.append(quantize(x, spec))
+            else:
+                out.append(np.ascontiguousarray(x, dtype=spec.dtype))
+        return out
+
+    def finish(self, outputs: list[Array]) -> list[Array]:
+        """Raw output tensors -> float32 (de-quantised unless raw)."""
+        if self.raw:
+            return outputs
+        return [
+            dequantize(o, spec) if spec.quantized else o for o, spec in zip(outputs, self.outputs)
+        ]
+
+    def run(self, arrays: Sequence[Array]) -> list[Array]:
+        """Run a batch: `arrays[i]` is input i stacked over the batch; one array per output."""
+        inputs = self.prepare(arrays)
+        n = len(inputs[0])
+        started = time.perf_counter()
+        if n == 0:
+            outputs = [
+                np.empty((0, *(max(d, 0) for d in t.shape[1:])), t.dtype) for t in self.outputs
+            ]
+        elif self.dynamic:
+            outputs = self._run_dynamic(inputs, n)
+        elif self.fixed == 1:
+            outputs = self._run_loop(inputs, n)
+        else:
+            outputs = self._run_fixed(inputs, n)
+        self.last_seconds = time.perf_counter() - started
+        return self.finish(outputs)
+
+    def _resize(self, m: int) -> None:
+        interp = self.interp
+        for spec in self.inputs:
+            interp.resize_tensor_input(spec.index, [m, *spec.shape[1:]], strict=True)
+        interp.allocate_tensors()
+        self._size = m
+
+    def _run_dynamic(self, inputs: list[Array], n: int) -> list[Array]:
+        step = self.max_batch
+        set_, get, invoke = self._set, self._get, self._invoke
+        in_idx, out_idx = self._in_idx, self._out_idx
+        if n <= step:
+            if n != self._size:
+                self._resize(n)
+            for idx, x in zip(in_idx, inputs):
+                set_(idx, x)
+            invoke()
+            return [get(idx) for idx in out_idx]
+        parts: list[list[Array]] = [[] for _ in out_idx]
+        for start in range(0, n, step):
+            m = min(step, n - start)
+            if m != self._size:
+                self._resize(m)
+            for idx, x in zip(in_idx, inputs):
+                set_(idx, x[start : start + m])
+            invoke()
+            for part, idx in zip(parts, out_idx):
+                part.append(get(idx))
+        return [np.concatenate(p) for p in parts]
+
+    def _run_loop(self, inputs: list[Array], n: int) -> list[Array]:
+        set_, get, invoke = self._set, self._get, self._invoke
+        in_idx, out_idx = self._in_idx, self._out_idx
+        outs = [np.empty((n, *(max(d, 0) for d in t.shape[1:])), t.dtype) for t in self.outputs]
+        if len(in_idx) == 1 and len(out_idx) == 1:
+            (i0,), (o0,), (x0,), (y0,) = in_idx, out_idx, inputs, outs
+            for k in range(n):
+                set_(i0, x0[k : k + 1])
+                invoke()
+                y0[k] = get(o0)[0]
+            return outs
+        for k in range(n):
+            for idx, x in zip(in_idx, inputs):
+                set_(idx, x[k : k + 1])
+            invoke()
+            for y, idx in zip(outs, out_idx):
+                y[k] = get(idx)[0]
+        return outs
+
+    def _run_fixed(self, inputs: list[Array], n: int) -> list[Array]:
+        b = self.fixed
+        parts: list[list[Array]] = [[] for _ in self._out_idx]
+        for start in range(0, n, b):
+            m = min(b, n - start)
+            for idx, x in zip(self._in_idx, inputs):
+                chunk = x[start : start + m]
+                if m < b:
+                    pad = np.zeros((b - m, *chunk.shape[1:]), chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                self._set(idx, chunk)
+            self._invoke()
+            for part, idx in zip(parts, self._out_idx):
+                part.append(self._get(idx)[:m])
+        return [np.concatenate(p) for p in parts]
+
+    def warm_up(self) -> None:
+        """One invoke on zeros, so the first real batch does not pay for kernel preparation."""
+        zeros = [np.zeros((1, *(max(d, 1) for d in t.shape[1:])), t.dtype) for t in self.inputs]
+        raw, self.raw = self.raw, True
+        try:
+            self.run(zeros)
+        finally:
+            self.raw = raw
