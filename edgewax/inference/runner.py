@@ -66,9 +66,20 @@ class Runner:
         self.inputs = signature.inputs
         self.outputs = signature.outputs
         # Bound once: `get_input_details` costs microseconds a call, these are attribute loads.
-        self._set = self.interp.set_tensor
-        self._get = self.interp.get_tensor
-        self._invoke = self.interp.invoke
+        # LiteRT's wrapper methods are called directly: the Python layer's `invoke` checks on
+        # every call that no `tensor()` view is alive, and the runner never makes one.
+        wrapper = getattr(self.interp, "_interpreter", None)
+        calls = ("SetTensor", "Invoke", "GetTensor", "ResizeInputTensor", "AllocateTensors")
+        if all(hasattr(wrapper, m) for m in calls):
+            self._set, self._get = wrapper.SetTensor, wrapper.GetTensor
+            self._invoke = wrapper.Invoke
+            self._resize_input = wrapper.ResizeInputTensor
+            self._allocate = wrapper.AllocateTensors
+        else:  # pragma: no cover - other runtimes: the public API
+            self._set, self._get = self.interp.set_tensor, self.interp.get_tensor
+            self._invoke = self.interp.invoke
+            self._resize_input = self.interp.resize_tensor_input
+            self._allocate = self.interp.allocate_tensors
         self._in_idx = [t.index for t in self.inputs]
         self._out_idx = [t.index for t in self.outputs]
         self.raw = raw
@@ -119,10 +130,9 @@ class Runner:
         return self.finish(outputs)
 
     def _resize(self, m: int) -> None:
-        interp = self.interp
         for spec in self.inputs:
-            interp.resize_tensor_input(spec.index, [m, *spec.shape[1:]], strict=True)
-        interp.allocate_tensors()
+            self._resize_input(spec.index, np.array([m, *spec.shape[1:]], np.int32), True)
+        self._allocate()
         self._size = m
 
     def _run_dynamic(self, inputs: list[Array], n: int) -> list[Array]:
@@ -135,8 +145,12 @@ class Runner:
             for idx, x in zip(in_idx, inputs):
                 set_(idx, x)
             invoke()
-            return [get(idx) for idx in out_idx]
-        parts: list[list[Array]] = [[] for _ in out_idx]
+            return [get(idx, 0) for idx in out_idx]
+        if step == 1:
+            if self._size != 1:
+                self._resize(1)
+            return self._run_loop(inputs, n)
+        outs: list[Array] = []
         for start in range(0, n, step):
             m = min(step, n - start)
             if m != self._size:
@@ -144,27 +158,34 @@ class Runner:
             for idx, x in zip(in_idx, inputs):
                 set_(idx, x[start : start + m])
             invoke()
-            for part, idx in zip(parts, out_idx):
-                part.append(get(idx))
-        return [np.concatenate(p) for p in parts]
+            if not outs:
+                outs = [_like(get(idx, 0), n) for idx in out_idx]
+            for y, idx in zip(outs, out_idx):
+                y[start : start + m] = get(idx, 0)
+        return outs
 
     def _run_loop(self, inputs: list[Array], n: int) -> list[Array]:
         set_, get, invoke = self._set, self._get, self._invoke
         in_idx, out_idx = self._in_idx, self._out_idx
-        outs = [np.empty((n, *(max(d, 0) for d in t.shape[1:])), t.dtype) for t in self.outputs]
+        for idx, x in zip(in_idx, inputs):
+            set_(idx, x[0:1])
+        invoke()
+        outs = [_like(get(idx, 0), n) for idx in out_idx]
+        for y, idx in zip(outs, out_idx):
+            y[0] = get(idx, 0)[0]
         if len(in_idx) == 1 and len(out_idx) == 1:
             (i0,), (o0,), (x0,), (y0,) = in_idx, out_idx, inputs, outs
-            for k in range(n):
+            for k in range(1, n):
                 set_(i0, x0[k : k + 1])
                 invoke()
-                y0[k] = get(o0)[0]
+                y0[k] = get(o0, 0)[0]
             return outs
-        for k in range(n):
+        for k in range(1, n):
             for idx, x in zip(in_idx, inputs):
                 set_(idx, x[k : k + 1])
             invoke()
             for y, idx in zip(outs, out_idx):
-                y[k] = get(idx)[0]
+                y[k] = get(idx, 0)[0]
         return outs
 
     def _run_fixed(self, inputs: list[Array], n: int) -> list[Array]:
@@ -180,7 +201,7 @@ class Runner:
                 self._set(idx, chunk)
             self._invoke()
             for part, idx in zip(parts, self._out_idx):
-                part.append(self._get(idx)[:m])
+                part.append(self._get(idx, 0)[:m])
         return [np.concatenate(p) for p in parts]
 
     def warm_up(self) -> None:
@@ -191,3 +212,8 @@ class Runner:
             self.run(zeros)
         finally:
             self.raw = raw
+
+
+def _like(first: Array, n: int) -> Array:
+    """An empty array for n rows shaped like the rows of `first` (an output tensor)."""
+    return np.empty((n, *first.shape[1:]), first.dtype)

@@ -151,8 +151,9 @@ def _outputs(options: TfliteOptions, sig: Signature) -> list[tuple[TensorSpec, s
     return pairs
 
 
-def _labels_output(pairs: list[tuple[TensorSpec, str]], n: int) -> int | None:
-    for i, (spec, _) in enumerate(pairs):
+def _labels_output(sig: Signature, n: int) -> int | None:
+    """The first model output with one score per label (whether or not it is in `outputs`)."""
+    for i, spec in enumerate(sig.outputs):
         if len(spec.shape) == 2 and spec.shape[1] == n:
             return i
     return None
@@ -238,7 +239,7 @@ class Tflite(Transform):
         self.pairs = _outputs(options, sig)
         self.labels = _read_labels(ctx.path(options.labels)) if options.labels else None
         self.labels_at = (
-            _labels_output(self.pairs, len(self.labels)) if self.labels is not None else None
+            _labels_output(sig, len(self.labels)) if self.labels is not None else None
         )
         self.shapes = [t.shape[1:] for t in sig.inputs]
         # Where each chosen output is in the runner's output list (a swap keeps the signature).
@@ -334,8 +335,8 @@ class Tflite(Transform):
                 problems.append(Problem(("labels",), f"labels file {path} does not exist"))
             else:
                 labels = _read_labels(path)
-                if _labels_output(pairs, len(labels)) is None:
-                    shapes = ", ".join(spec.describe() for spec, _ in pairs)
+                if _labels_output(sig, len(labels)) is None:
+                    shapes = ", ".join(spec.describe() for spec in sig.outputs)
                     problems.append(
                         Problem(
                             ("labels",),
@@ -478,7 +479,7 @@ class Tflite(Transform):
             for e, v in zip(batch, column):
                 e[field] = v
         if self.labels_at is not None:
-            self._add_labels(batch, outs[self.columns[self.labels_at][0]])
+            self._add_labels(batch, outs[self.labels_at])
         version = model.version
         for e in batch:
             e[VERSION_FIELD] = version
