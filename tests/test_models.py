@@ -74,7 +74,9 @@ def test_int8_agrees_with_float32() -> None:
     [p8] = _run("digits_cnn_int8", test["x"])
     assert np.mean(p32.argmax(1) == p8.argmax(1)) >= 0.97
     assert np.abs(p32 - p8).mean() < 0.01
-    frames = np.concatenate([_frames([], 4.0), *(_frames([k], 2.0) for k in ("bearing", "imbalance", "looseness"))])
+    frames = np.concatenate(
+        [_frames([], 4.0), *(_frames([k], 2.0) for k in ("bearing", "imbalance", "looseness"))]
+    )
     r32, s32 = _run("vib_ae1d_f32", frames)
     r8, s8 = _run("vib_ae1d_int8", frames)
     assert np.corrcoef(s32, s8)[0, 1] > 0.95
@@ -99,7 +101,9 @@ def test_batch_and_single_invoke_give_the_same_outputs() -> None:
 
 def _frames(kinds: list[str], seconds: float, key: str = "check-1") -> np.ndarray:
     faults = [Fault(k, 0.0, float("inf")) for k in kinds]
-    accel = Generator("vibration", key, 1000.0, 99, faults).generate(0, int(seconds * 1000))["accel"]
+    accel = Generator("vibration", key, 1000.0, 99, faults).generate(0, int(seconds * 1000))[
+        "accel"
+    ]
     starts = range(0, len(accel) - 255, 128)
     return np.stack([accel[s : s + 256] for s in starts]).astype(np.float32)
 
@@ -111,7 +115,9 @@ def test_autoencoder_flags_faults_over_its_threshold(precision: str) -> None:
     events = [{"frame": f, "truth": "ok"} for f in _frames([], 8.0)]
     for kind in ("bearing", "looseness", "imbalance"):
         events += [{"frame": f, "truth": kind} for f in _frames([kind], 4.0)]
-    out = run_node("tflite", {"model": entry["file"], "outputs": {"score": "score"}}, events, MODELS)
+    out = run_node(
+        "tflite", {"model": entry["file"], "outputs": {"score": "score"}}, events, MODELS
+    )
     flagged = {e["truth"]: [] for e in out}
     for e in out:
         assert isinstance(e["score"], float)
@@ -124,7 +130,9 @@ def test_autoencoder_flags_faults_over_its_threshold(precision: str) -> None:
 def test_scenes_model_labels_rendered_frames() -> None:
     entry = MANIFEST["scenes_cnn_int8"]
     frame = np.zeros((64, 64, 3), np.uint8)  # uint8 camera frames feed it directly
-    [e] = run_node("tflite", {"model": entry["file"], "labels": "scenes.labels"}, [{"image": frame}], MODELS)
+    [e] = run_node(
+        "tflite", {"model": entry["file"], "labels": "scenes.labels"}, [{"image": frame}], MODELS
+    )
     assert e["label"] in ("empty", "person", "vehicle") and 0 <= e["score"] <= 1
 
 
@@ -168,7 +176,9 @@ def test_inspect_model_cli() -> None:
     r = cli("inspect-model", "--json", "models/vib_ae1d_int8.tflite")
     info = json.loads(r.stdout)
     assert info["sha256"] == entry["sha256"] and info["size"] == entry["size"]
-    assert [o["name"] for o in info["outputs"]] == [o["name"] for o in entry["signature"]["outputs"]]
+    assert [o["name"] for o in info["outputs"]] == [
+        o["name"] for o in entry["signature"]["outputs"]
+    ]
     assert info["inputs"][0]["quantization"]["scale"] > 0
     assert r.returncode == 0
 
@@ -177,7 +187,9 @@ def test_cli_run_with_a_real_model_and_sidecar(tmp_path: Path) -> None:
     """`edgewax run` end to end: digits through the CLI, pinned by a sidecar file."""
     shutil.copy(MODELS / "digits_cnn_int8.tflite", tmp_path / "d.tflite")
     shutil.copy(MODELS / "digits.labels", tmp_path / "d.labels")
-    (tmp_path / "d.tflite.sha256").write_text(MANIFEST["digits_cnn_int8"]["sha256"] + "  d.tflite\n")
+    (tmp_path / "d.tflite.sha256").write_text(
+        MANIFEST["digits_cnn_int8"]["sha256"] + "  d.tflite\n"
+    )
     test = np.load(MODELS / "digits_test.npz")
     with (tmp_path / "in.jsonl").open("w") as f:
         for i, (x, y) in enumerate(zip(test["x"][:50], test["y"][:50])):
@@ -193,7 +205,10 @@ def test_cli_run_with_a_real_model_and_sidecar(tmp_path: Path) -> None:
     out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(out) == 50
     assert np.mean([e["label"] == str(e["y"]) for e in out]) > 0.9
-    assert "probs" not in out[0] and out[0]["model_version"] == MANIFEST["digits_cnn_int8"]["sha256"][:12]
+    assert (
+        "probs" not in out[0]
+        and out[0]["model_version"] == MANIFEST["digits_cnn_int8"]["sha256"][:12]
+    )
 
 
 def test_spec_with_models_validates(tmp_path: Path) -> None:
@@ -212,3 +227,54 @@ pipelines:
     run_compiled(compiled)
     # Scalars do not fit a (256,) frame: each event is dead-lettered, counted, and the run ends.
     assert compiled.stats[("p", "ae")].discarded() == {"tensor_shape": 10}
+
+
+def test_hot_swap_of_a_real_model_under_edgewax_run(tmp_path: Path) -> None:
+    """`edgewax run` as a subprocess; the model file is replaced mid-stream by a new version."""
+    import subprocess
+    import sys
+    import time
+
+    from edgewax.inference.flatbuild import restamp
+
+    v1 = (MODELS / "digits_cnn_int8.tflite").read_bytes()
+    v2 = restamp(v1, "digits v2")
+    (tmp_path / "d.tflite").write_bytes(v1)
+    test = np.load(MODELS / "digits_test.npz")
+    n = 1200
+    with (tmp_path / "in.jsonl").open("w") as f:
+        for i in range(n):
+            x = test["x"][i % len(test["x"])]
+            f.write(json.dumps({"ts": i / 400, "key": "cam", "i": i, "image": x.tolist()}) + "\n")
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\npipelines:\n  digits:\n    nodes:\n"
+        "      - {id: src, type: source.jsonl, path: in.jsonl, speed: 1, batch_size: 10}\n"
+        "      - {id: cnn, type: tflite, model: d.tflite, watch: 0.2s, outputs: {}, labels: "
+        f"{MODELS / 'digits.labels'}}}\n"
+        "      - {id: out, type: sink.jsonl, path: out.jsonl}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgewax", "run", str(tmp_path / "p.yaml")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out_path = tmp_path / "out.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # swap once the first events are out
+        if out_path.exists() and out_path.stat().st_size > 0:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    (tmp_path / "d.tflite.tmp").write_bytes(v2)
+    os.replace(tmp_path / "d.tflite.tmp", tmp_path / "d.tflite")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    out = [json.loads(x) for x in out_path.read_text().splitlines()]
+    assert [e["i"] for e in out] == list(range(n))  # in == out, once each, in order
+    versions = [e["model_version"] for e in out]
+    a, b = sha256_hex(v1)[:12], sha256_hex(v2)[:12]
+    k = versions.index(b)
+    assert 0 < k < n and set(versions[:k]) == {a} and set(versions[k:]) == {b}
+    assert "swapped version" in stderr

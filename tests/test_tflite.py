@@ -123,7 +123,9 @@ pipelines:
     assert [e["y"] for e in out] == [[6.0], [3.0]]
     stats = compiled.stats[("p", "m")]
     assert stats.discarded() == {"tensor_shape": 1, "missing_field": 1, "bad_value": 1}
-    letters = [json.loads(x) for x in (tmp_path / "state/dead_letters.jsonl").read_text().splitlines()]
+    letters = [
+        json.loads(x) for x in (tmp_path / "state/dead_letters.jsonl").read_text().splitlines()
+    ]
     assert "shape (2,)" in letters[0]["error"]
 
 
@@ -187,7 +189,8 @@ def test_validate_checks_the_tensor_contract(tmp_path: Path) -> None:
     assert "input field `heart_rat` is not produced upstream" in lines[0]
     assert "did you mean `heart_rate`" in lines[0]
     lines = problems(
-        config(src, "- {id: m, type: tflite, model: m.tflite, input: spo2, outputs: {z: o}}", out), tmp_path
+        config(src, "- {id: m, type: tflite, model: m.tflite, input: spo2, outputs: {z: o}}", out),
+        tmp_path,
     )
     assert "the model has no output `z`" in lines[0] and lines[0].startswith("pipelines.yaml:6:")
 
@@ -242,7 +245,7 @@ def test_slot_swaps_verified_models_and_keeps_the_old_one_on_failure(tmp_path: P
     write(path, v1)
     results: list[str] = []
     slot = ModelSlot(read_model(path), on_swap=lambda r, old, new, d: results.append(r))
-    runner, model = slot.runner()
+    runner, _ = slot.runner()
     assert slot.poll() is None  # nothing changed
 
     def step(content: bytes) -> str | None:
@@ -308,14 +311,24 @@ pipelines:
     first_v2 = versions.index(v2)
     assert 0 < first_v2 < n
     assert set(versions[:first_v2]) == {v1[:12]} and set(versions[first_v2:]) == {v2}
-    assert {e["y"][0] for e in out[:first_v2]} == {1.0} and {e["y"][0] for e in out[first_v2:]} == {2.0}
+    assert {e["y"][0] for e in out[:first_v2]} == {1.0} and {e["y"][0] for e in out[first_v2:]} == {
+        2.0
+    }
     swaps = compiled.metrics.registry.get_sample_value(
-        "edgewax_model_swaps_total", {"pipeline": "p", "node": "m", "type": "tflite", "result": "ok"}
+        "edgewax_model_swaps_total",
+        {"pipeline": "p", "node": "m", "type": "tflite", "result": "ok"},
     )
     assert swaps == 1
     info = compiled.metrics.registry.get_sample_value(
         "edgewax_model_info",
-        {"pipeline": "p", "node": "m", "type": "tflite", "model": "m.tflite", "sha256": sha256_hex(v2_bytes), "version": v2},
+        {
+            "pipeline": "p",
+            "node": "m",
+            "type": "tflite",
+            "model": "m.tflite",
+            "sha256": sha256_hex(v2_bytes),
+            "version": v2,
+        },
     )
     assert info == 1
     assert compiled.health.status()["p/m"]["ready"]
@@ -343,7 +356,13 @@ pipelines:
         "since": compiled.health.status()["p/m"]["since"],
     }
     run_compiled(compiled)
-    labels = {"pipeline": "p", "node": "m", "type": "tflite", "model": "m.tflite", "version": digest[:12]}
+    labels = {
+        "pipeline": "p",
+        "node": "m",
+        "type": "tflite",
+        "model": "m.tflite",
+        "version": digest[:12],
+    }
     count = compiled.metrics.registry.get_sample_value("edgewax_inference_seconds_count", labels)
     assert count is not None and count >= 1
 
@@ -371,7 +390,7 @@ def test_missing_model_at_run_time_is_one_line(tmp_path: Path) -> None:
     )
     spec = load_spec_text(path.read_text(), tmp_path)
     (tmp_path / "m.tflite").unlink()
-    with pytest.raises(ModelError, match="node m: model file .* does not exist"):
+    with pytest.raises(ModelError, match=r"node m: model file .* does not exist"):
         compile_spec(spec)
 
 

@@ -135,3 +135,18 @@ def expected_dense(
     w = rng.uniform(-1, 1, (n_out, n_in)).astype(np.float32)
     out: npt.NDArray[np.float32] = (np.asarray(x, np.float32) @ w.T).astype(np.float32)
     return out
+
+
+def restamp(content: bytes, description: str) -> bytes:
+    """The same model with another description: same signature and outputs, another sha256.
+
+    A stand-in for "a new version of the model" in hot-swap tests and demos.
+    """
+    import flatbuffers
+
+    s = _schema()
+    model = s.ModelT.InitFromObj(s.Model.GetRootAs(content, 0))
+    model.description = description
+    builder = flatbuffers.Builder(len(content) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -1,8 +1,9 @@
 """Run a model over a batch: one interpreter per worker thread, tensor indices looked up once.
 
 When the model's batch dimension is dynamic (shape signature -1), a batch of n events is one
-`set_tensor` / `invoke` / `get_tensor` round (in chunks of at most `max_batch`), and the input is
-resized only when the chunk size changes. A model with a fixed batch of 1 is run in a tight loop
+`set_tensor` / `invoke` / `get_tensor` round (in chunks of at most `max_batch`). An interpreter is
+resized once per batch size: up to three stay allocated for the sizes last used (full chunks and a
+tail, say), so steady streams never resize. A model with a fixed batch of 1 is run in a tight loop
 of set / invoke / get per event; a fixed batch of B > 1 runs chunks of B, the last one padded.
 
 Quantisation is handled here unless `raw`: float input is quantised with the input tensor's scale
@@ -22,6 +23,7 @@ output is de-quantised (`(q - zero_point) * scale`, float32).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,18 +34,26 @@ from edgewax.inference.model import Signature, TensorSpec, new_interpreter
 
 Array = npt.NDArray[Any]
 
+PARKED = 2
+"""Interpreters a runner keeps allocated for batch sizes other than the active one."""
+
 
 def quantize(x: Array, spec: TensorSpec) -> Array:
     """Real values -> the integer tensor type with the tensor's scale and zero point."""
     info = np.iinfo(spec.dtype)
-    q = np.round(np.asarray(x, np.float32) / np.float32(spec.scale)) + spec.zero_point
-    out: Array = np.clip(q, info.min, info.max).astype(spec.dtype)
+    q = np.divide(x, np.float32(spec.scale), dtype=np.float32)  # one new array, then in place
+    np.round(q, out=q)
+    q += spec.zero_point
+    np.clip(q, info.min, info.max, out=q)
+    out: Array = q.astype(spec.dtype)
     return out
 
 
 def dequantize(q: Array, spec: TensorSpec) -> Array:
     """The integer tensor -> float32 real values."""
-    out: Array = (q.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
+    out: Array = q.astype(np.float32)
+    out -= np.float32(spec.zero_point)
+    out *= np.float32(spec.scale)
     return out
 
 
@@ -60,26 +70,15 @@ class Runner:
         interpreter: Any = None,
     ) -> None:
         self.signature = signature
-        self.interp = (
-            interpreter if interpreter is not None else new_interpreter(content, num_threads)
-        )
+        self.content = content
+        self.num_threads = num_threads
         self.inputs = signature.inputs
         self.outputs = signature.outputs
-        # Bound once: `get_input_details` costs microseconds a call, these are attribute loads.
-        # LiteRT's wrapper methods are called directly: the Python layer's `invoke` checks on
-        # every call that no `tensor()` view is alive, and the runner never makes one.
-        wrapper = getattr(self.interp, "_interpreter", None)
-        calls = ("SetTensor", "Invoke", "GetTensor", "ResizeInputTensor", "AllocateTensors")
-        if all(hasattr(wrapper, m) for m in calls):
-            self._set, self._get = wrapper.SetTensor, wrapper.GetTensor
-            self._invoke = wrapper.Invoke
-            self._resize_input = wrapper.ResizeInputTensor
-            self._allocate = wrapper.AllocateTensors
-        else:  # pragma: no cover - other runtimes: the public API
-            self._set, self._get = self.interp.set_tensor, self.interp.get_tensor
-            self._invoke = self.interp.invoke
-            self._resize_input = self.interp.resize_tensor_input
-            self._allocate = self.interp.allocate_tensors
+        self._bind(
+            interpreter if interpreter is not None else new_interpreter(content, num_threads)
+        )
+        self._parked: OrderedDict[int, Any] = OrderedDict()
+        """Interpreters allocated for other batch sizes, least recently used first."""
         self._in_idx = [t.index for t in self.inputs]
         self._out_idx = [t.index for t in self.outputs]
         self.raw = raw
@@ -88,10 +87,51 @@ class Runner:
             0 if self.dynamic else max(self.inputs[0].shape[0], 1) if self.inputs[0].shape else 1
         )
         self.max_batch = max(int(max_batch), 1)
-        current = self.interp.get_input_details()[0]["shape"]
-        self._size = int(current[0]) if len(current) else 1
         self.last_seconds = 0.0
         """Time the last `run` spent in the interpreter (set/invoke/get), for the latency metric."""
+
+    def _bind(self, interp: Any) -> None:
+        """Use `interp`: its calls bound once (`get_input_details` costs microseconds a call).
+
+        LiteRT's wrapper methods are called directly: the Python layer's `invoke` checks on every
+        call that no `tensor()` view is alive, and the runner never makes one.
+        """
+        self.interp = interp
+        wrapper = getattr(interp, "_interpreter", None)
+        calls = ("SetTensor", "Invoke", "GetTensor", "ResizeInputTensor", "AllocateTensors")
+        if all(hasattr(wrapper, m) for m in calls):
+            self._set, self._get = wrapper.SetTensor, wrapper.GetTensor
+            self._invoke = wrapper.Invoke
+            self._resize_input = wrapper.ResizeInputTensor
+            self._allocate = wrapper.AllocateTensors
+        else:  # pragma: no cover - other runtimes: the public API
+            self._set, self._get = interp.set_tensor, interp.get_tensor
+            self._invoke = interp.invoke
+            self._resize_input = interp.resize_tensor_input
+            self._allocate = interp.allocate_tensors
+        shape = interp.get_input_details()[0]["shape"]
+        self._size = int(shape[0]) if len(shape) else 1
+
+    def _use(self, m: int) -> None:
+        """Make the active interpreter one allocated for batch size m.
+
+        Up to `PARKED` more interpreters stay allocated for other sizes, so a stream whose
+        batches split into full chunks and a tail does not resize twice a batch; past that, the
+        least recently used one is resized.
+        """
+        if m == self._size:
+            return
+        parked = self._parked
+        parked[self._size] = self.interp
+        interp = parked.pop(m, None)
+        if interp is not None:
+            self._bind(interp)
+            return
+        if len(parked) <= PARKED:
+            self._bind(new_interpreter(self.content, self.num_threads))
+        else:
+            self._bind(parked.popitem(last=False)[1])
+        self._resize(m)
 
     def prepare(self, arrays: Sequence[Array]) -> list[Array]:
         """Stacked input arrays -> the model's input dtypes (quantised unless raw)."""
@@ -140,21 +180,21 @@ class Runner:
         set_, get, invoke = self._set, self._get, self._invoke
         in_idx, out_idx = self._in_idx, self._out_idx
         if n <= step:
-            if n != self._size:
-                self._resize(n)
+            self._use(n)
+            set_, get, invoke = self._set, self._get, self._invoke
             for idx, x in zip(in_idx, inputs):
                 set_(idx, x)
             invoke()
             return [get(idx, 0) for idx in out_idx]
         if step == 1:
-            if self._size != 1:
-                self._resize(1)
+            self._use(1)
             return self._run_loop(inputs, n)
         outs: list[Array] = []
         for start in range(0, n, step):
             m = min(step, n - start)
             if m != self._size:
-                self._resize(m)
+                self._use(m)
+                set_, get, invoke = self._set, self._get, self._invoke
             for idx, x in zip(in_idx, inputs):
                 set_(idx, x[start : start + m])
             invoke()
@@ -180,11 +220,21 @@ class Runner:
                 invoke()
                 y0[k] = get(o0, 0)[0]
             return outs
+        pairs = list(zip(outs, out_idx))
+        if len(in_idx) == 1:
+            (i0,), (x0,) = in_idx, inputs
+            for k in range(1, n):
+                set_(i0, x0[k : k + 1])
+                invoke()
+                for y, idx in pairs:
+                    y[k] = get(idx, 0)[0]
+            return outs
+        feeds = list(zip(in_idx, inputs))
         for k in range(1, n):
-            for idx, x in zip(in_idx, inputs):
+            for idx, x in feeds:
                 set_(idx, x[k : k + 1])
             invoke()
-            for y, idx in zip(outs, out_idx):
+            for y, idx in pairs:
                 y[k] = get(idx, 0)[0]
         return outs
 
