@@ -406,3 +406,27 @@ def test_watcher_thread_polls(tmp_path: Path) -> None:
         time.sleep(0.02)
     stop.set()
     assert slot.current.model.sha256 == new
+
+
+def test_one_interpreter_per_worker_thread(tmp_path: Path) -> None:
+    path = tmp_path / "m.tflite"
+    write(path, dense_model(4, 2, seed=5))
+    slot = ModelSlot(read_model(path), max_batch=8)
+    x = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
+    seen: dict[str, tuple[Runner, np.ndarray]] = {}
+
+    def work(name: str) -> None:
+        runner, _ = slot.runner()
+        assert slot.runner()[0] is runner  # the same one on every batch
+        outs = [runner.run([x[i : i + 50]])[0] for i in range(0, 500, 50)]
+        seen[name] = (runner, np.concatenate(outs))  # kept alive: ids stay distinct
+
+    threads = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(r) for r, _ in seen.values()}) == 3
+    assert len({id(r.interp) for r, _ in seen.values()}) == 3
+    for _, out in seen.values():
+        np.testing.assert_allclose(out, expected_dense(x, 4, 2, seed=5), rtol=1e-5, atol=1e-6)

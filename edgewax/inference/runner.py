@@ -97,7 +97,7 @@ class Runner:
         call that no `tensor()` view is alive, and the runner never makes one.
         """
         self.interp = interp
-        wrapper = getattr(interp, "_interpreter", None)
+        wrapper: Any = getattr(interp, "_interpreter", None)
         calls = ("SetTensor", "Invoke", "GetTensor", "ResizeInputTensor", "AllocateTensors")
         if all(hasattr(wrapper, m) for m in calls):
             self._set, self._get = wrapper.SetTensor, wrapper.GetTensor
