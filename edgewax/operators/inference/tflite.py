@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -472,16 +471,25 @@ class Tflite(Transform):
         self._latency_child(model).observe(runner.last_seconds)
         if self.ctx.shared_input:
             batch = [dict(e) for e in batch]
-        for pos, field in self.columns:
-            arr = outs[pos]
-            column: Sequence[Any] = arr.tolist() if arr.ndim == 1 else list(arr)
+        version = model.version
+        # A per-event scalar becomes a float, anything else that event's row of the output.
+        columns = [
+            (field, outs[pos].tolist() if outs[pos].ndim == 1 else list(outs[pos]))
+            for pos, field in self.columns
+        ]
+        if len(columns) == 1:  # the common case in one pass over the batch
+            (field, column), key = columns[0], VERSION_FIELD
             for e, v in zip(batch, column):
                 e[field] = v
+                e[key] = version
+        else:
+            for field, column in columns:
+                for e, v in zip(batch, column):
+                    e[field] = v
+            for e in batch:
+                e[VERSION_FIELD] = version
         if self.labels_at is not None:
             self._add_labels(batch, outs[self.labels_at])
-        version = model.version
-        for e in batch:
-            e[VERSION_FIELD] = version
         return batch
 
     def _add_labels(self, batch: list[Event], scores: np.ndarray) -> None:
