@@ -430,3 +430,27 @@ def test_one_interpreter_per_worker_thread(tmp_path: Path) -> None:
     assert len({id(r.interp) for r, _ in seen.values()}) == 3
     for _, out in seen.values():
         np.testing.assert_allclose(out, expected_dense(x, 4, 2, seed=5), rtol=1e-5, atol=1e-6)
+
+
+def test_multi_input_models_batched_and_looped(tmp_path: Path) -> None:
+    from edgewax.inference.flatbuild import add_model
+
+    for batch in (None, 1):
+        write(tmp_path / "add.tflite", add_model(3, batch=batch))
+        events = [{"p": [i, 0, 1], "q": [1, 1, i]} for i in range(40)]
+        opts = {"model": "add.tflite", "input": ["p", "q"], "outputs": {"y": "sum"}}
+        out = run_node("tflite", opts, events, tmp_path)
+        assert [e["sum"].tolist() for e in out] == [[i + 1, 1, i + 1] for i in range(40)]
+
+
+def test_a_list_of_pins_accepts_each_version(tmp_path: Path) -> None:
+    path = tmp_path / "m.tflite"
+    v1 = dense_model(2, 2, weights=np.eye(2))
+    v2 = dense_model(2, 2, weights=4 * np.eye(2))
+    pins = [write(path, v1), sha256_hex(v2)]
+    slot = ModelSlot(read_model(path, pins), pins=pins)
+    write(path, v2)
+    assert slot.poll() == "ok"
+    write(path, dense_model(2, 2, weights=5 * np.eye(2)))
+    assert slot.poll() == "failed"
+    assert slot.current.model.sha256 == pins[1]

@@ -150,3 +150,31 @@ def restamp(content: bytes, description: str) -> bytes:
     builder = flatbuffers.Builder(len(content) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def add_model(n: int, batch: int | None = None) -> bytes:
+    """A two-input model `y = a + b` over float32 vectors of length n (multi-input tests)."""
+    import flatbuffers
+
+    s = _schema()
+    b0, sig0 = batch or 1, batch or -1
+    tensors = []
+    for name in ("a", "b", "y"):
+        t = s.TensorT()
+        t.name, t.shape, t.shapeSignature = name, [b0, n], [sig0, n]
+        t.type, t.buffer = _TYPES["float32"], 0
+        tensors.append(t)
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
+    op.builtinOptionsType = s.BuiltinOptions.AddOptions
+    op.builtinOptions = s.AddOptionsT()
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.ADD
+    graph = s.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = tensors, [0, 1], [2], [op]
+    model = s.ModelT()
+    model.version, model.operatorCodes, model.subgraphs = 3, [code], [graph]
+    model.buffers = [s.BufferT()]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

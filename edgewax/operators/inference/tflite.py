@@ -236,7 +236,13 @@ class Tflite(Transform):
         sig = model.signature
         self.input_fields = _inputs(options, sig)
         self.pairs = _outputs(options, sig)
-        self.labels = _read_labels(ctx.path(options.labels)) if options.labels else None
+        try:
+            self.labels = _read_labels(ctx.path(options.labels)) if options.labels else None
+        except OSError as e:
+            raise ModelError(
+                f"pipeline {ctx.pipeline}, node {ctx.node_id}: cannot read labels file "
+                f"{options.labels}: {e.strerror}"
+            ) from None
         self.labels_at = _labels_output(sig, len(self.labels)) if self.labels is not None else None
         self.shapes = [t.shape[1:] for t in sig.inputs]
         # Where each chosen output is in the runner's output list (a swap keeps the signature).
