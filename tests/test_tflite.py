@@ -499,5 +499,5 @@ def test_hot_swap_with_two_workers_under_edgewax_run(tmp_path: Path) -> None:
         assert len(events) == 3000 and ts == sorted(ts) and len(set(ts)) == 3000
         versions = [e["model_version"] for e in events]
         k = versions.index(v2)
-        assert 0 < k and set(versions[:k]) == {v1[:12]} and set(versions[k:]) == {v2}
+        assert k > 0 and set(versions[:k]) == {v1[:12]} and set(versions[k:]) == {v2}
         assert {e["y"][0] for e in events[:k]} == {1.0} and {e["y"][0] for e in events[k:]} == {2.0}
