@@ -163,18 +163,10 @@ def _read_labels(path: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-_FLOAT_OK = {
-    "float16",
-    "float32",
-    "float64",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "bool",
-}
+_NUMERIC = frozenset(
+    ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "float16", "float32", "float64")
+)
+"""Declared dtypes a model input can take (cast, or quantised for a quantised input)."""
 
 
 def _fits(info: FieldInfo, spec: TensorSpec, raw: bool) -> str | None:
@@ -194,7 +186,7 @@ def _fits(info: FieldInfo, spec: TensorSpec, raw: bool) -> str | None:
                 f"is {info.dtype}; with `raw: true` the quantised input `{spec.name}` takes "
                 f"{spec.dtype}"
             )
-        if info.dtype not in _FLOAT_OK:
+        if info.dtype not in _NUMERIC:
             return f"is {info.dtype}; the model input `{spec.name}` takes numbers ({spec.dtype})"
     return None
 
