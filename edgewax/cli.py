@@ -1,4 +1,4 @@
-"""The `edgewax` command: run, validate, graph, schema, nodes, docs, explain.
+"""The `edgewax` command: run, validate, graph, schema, nodes, docs, explain, inspect-model.
 
 Exit codes: 0 done, 1 a run-time failure, 2 a mistake in the config or the command line.
 Logs go to standard error; data goes to sinks (so `sink.stdout` output can be piped).
@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgewax import __version__
 from edgewax.errors import EdgewaxError
@@ -79,7 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_argument(
         "--check", action="store_true", help="exit 1 if --output differs from what would be written"
     )
+    _inspect_model_parser(sub)
     return p
+
+
+def _inspect_model_parser(sub: Any) -> None:
+    im = sub.add_parser(
+        "inspect-model",
+        help="show a .tflite model's inputs, outputs, quantisation, ops, size and sha256",
+    )
+    im.add_argument("model", metavar="FILE", help="a .tflite file")
+    im.add_argument("--json", action="store_true", help="print JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "nodes": _nodes,
             "docs": _docs,
             "explain": _explain,
+            "inspect-model": _inspect_model,
         }[args.command]
         return command(args)
     except ConfigError as e:
@@ -239,6 +250,14 @@ def _explain(args: argparse.Namespace) -> int:
     if args.replay:
         logging.getLogger().setLevel(logging.WARNING)
     sys.stdout.write(explain(spec, select_pipelines(spec, args.pipeline), args.replay))
+    return 0
+
+
+def _inspect_model(args: argparse.Namespace) -> int:
+    from edgewax.inference.inspect import format_inspection, inspect_model
+
+    info = inspect_model(Path(args.model))
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
     return 0
 
 
