@@ -378,7 +378,7 @@ def test_mjpeg_http_stream_and_reconnect_after_drop(mjpeg: _MjpegServer, tmp_pat
     deadline = time.monotonic() + 30
     while counter(c, "edgewax_node_sent_events_total", **cam) < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
-    ready_while_streaming = c.health.ready()
+    ready_while_streaming = c.health.status()["p/cam"]["ready"]
     c.stop.set()
     thread.join(10)
     events = read_jsonl(tmp_path / "out.jsonl")

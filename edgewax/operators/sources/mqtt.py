@@ -189,6 +189,7 @@ class _MqttPartition(EventPartition):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # ------------------------------------------------ client thread side
@@ -200,8 +201,16 @@ class _MqttPartition(EventPartition):
         self.connected = True
         # Resubscribe even with a session: a broker that restarted may have lost it.
         client.subscribe([(t, self.options.qos) for t in self.options.topics])
-        self.check.ok(f"connected to {self.host}:{self.port}")
         log.info("mqtt %s: connected to %s:%s", self.ctx.node_id, self.host, self.port)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, codes: Any, props: Any) -> None:
+        # Ready once the broker confirms the subscriptions: from then on nothing is missed.
+        bad = [str(c) for c in codes if c.is_failure]
+        if bad:
+            self.check.fail(f"subscription refused: {', '.join(bad)}")
+            log.error("mqtt %s: subscription refused: %s", self.ctx.node_id, ", ".join(bad))
+        else:
+            self.check.ok(f"subscribed on {self.host}:{self.port}")
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.connected = False
