@@ -156,7 +156,9 @@ class _Slow(Transform):
         return batch
 
 
-def test_latest_skips_frames_a_slow_model_has_no_time_for(tmp_path: Path, frames: list[np.ndarray]) -> None:
+def test_latest_skips_frames_a_slow_model_has_no_time_for(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
     clip = write_video(tmp_path / "fast.avi", frames + frames, fps=40.0)  # 60 frames, 1.5 s
     c = compiled_for(
         f"""
@@ -183,7 +185,9 @@ def test_latest_skips_frames_a_slow_model_has_no_time_for(tmp_path: Path, frames
     assert idx == sorted(idx) and idx[-1] >= 55
 
 
-def test_block_replays_at_native_fps_without_skipping(tmp_path: Path, frames: list[np.ndarray]) -> None:
+def test_block_replays_at_native_fps_without_skipping(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
     clip = write_video(tmp_path / "short.avi", frames[:10], fps=20.0)  # 0.5 s
     c = compiled_for(
         f"""
@@ -215,7 +219,9 @@ def test_loop_and_fps_cap(clip: Path, tmp_path: Path) -> None:
     thread.start()
     cam = node_labels("cam", "source.camera")
     deadline = time.monotonic() + 20
-    while counter(c, "edgewax_node_received_events_total", **cam) < 62 and time.monotonic() < deadline:
+    while (
+        counter(c, "edgewax_node_received_events_total", **cam) < 62 and time.monotonic() < deadline
+    ):
         time.sleep(0.02)
     c.stop.set()
     thread.join(10)
@@ -273,10 +279,10 @@ def test_motion_keyframes_and_pass_still(clip: Path, tmp_path: Path) -> None:
 def test_missing_file_is_retried_until_it_appears(tmp_path: Path, frames: list[np.ndarray]) -> None:
     target = tmp_path / "late.avi"
     c = compiled_for(
-        f"""
-- {{id: cam, type: source.camera, file: late.avi, speed: 0, reconnect: {{initial: 50ms, max: 200ms}}}}
-- {{id: meta, type: drop, fields: [frame]}}
-- {{id: out, type: sink.jsonl, path: out.jsonl}}
+        """
+- {id: cam, type: source.camera, file: late.avi, speed: 0, reconnect: {initial: 50ms, max: 200ms}}
+- {id: meta, type: drop, fields: [frame]}
+- {id: out, type: sink.jsonl, path: out.jsonl}
 """,
         tmp_path,
     )
@@ -321,7 +327,9 @@ class _MjpegServer:
     connection sends `per_connection` frames and then drops, like a flaky link."""
 
     def __init__(self, frames: list[np.ndarray], per_connection: int, fps: float = 50.0) -> None:
-        jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in frames]
+        jpegs = [
+            cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in frames
+        ]
         self.connections = 0
         server = self
 

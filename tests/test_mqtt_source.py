@@ -88,7 +88,9 @@ NODES = """
 """
 
 
-def test_messages_in_equal_events_out_and_bad_payloads_are_counted(mosquitto: Any, tmp_path: Path) -> None:
+def test_messages_in_equal_events_out_and_bad_payloads_are_counted(
+    mosquitto: Any, tmp_path: Path
+) -> None:
     c = compiled_for(NODES.format(url=mosquitto.url), tmp_path)
     run = Running(c)
     try:
@@ -124,7 +126,9 @@ def test_broker_restart_is_survived(mosquitto: Any, tmp_path: Path) -> None:
     try:
         wait_until(subscribed(c))
         pub = publisher(mosquitto.port)
-        publish(pub, "ward/bed-1/vitals", [{"t": i, "hr": i, "vitals": {"spo2": 98}} for i in range(50)])
+        publish(
+            pub, "ward/bed-1/vitals", [{"t": i, "hr": i, "vitals": {"spo2": 98}} for i in range(50)]
+        )
         wait_until(lambda: value(c, "edgewax_node_sent_events_total") >= 50)
         pub.loop_stop()
         pub.disconnect()
@@ -136,7 +140,11 @@ def test_broker_restart_is_survived(mosquitto: Any, tmp_path: Path) -> None:
         wait_until(subscribed(c))
 
         pub = publisher(mosquitto.port)
-        publish(pub, "ward/bed-1/vitals", [{"t": 100 + i, "hr": i, "vitals": {"spo2": 98}} for i in range(50)])
+        publish(
+            pub,
+            "ward/bed-1/vitals",
+            [{"t": 100 + i, "hr": i, "vitals": {"spo2": 98}} for i in range(50)],
+        )
         wait_until(lambda: value(c, "edgewax_node_sent_events_total") >= 100)
         pub.loop_stop()
     finally:
@@ -145,14 +153,18 @@ def test_broker_restart_is_survived(mosquitto: Any, tmp_path: Path) -> None:
     assert value(c, "edgewax_source_reconnects_total") >= 1
 
 
-def test_persistent_session_keeps_messages_while_we_are_away(mosquitto: Any, tmp_path: Path) -> None:
+def test_persistent_session_keeps_messages_while_we_are_away(
+    mosquitto: Any, tmp_path: Path
+) -> None:
     # QoS 1 + clean_session false + a fixed client id: the broker queues for us while we are down.
     c = compiled_for(NODES.format(url=mosquitto.url), tmp_path, dead_letters=False)
     run = Running(c)
     wait_until(subscribed(c))
     run.stop()  # the session stays on the broker
     pub = publisher(mosquitto.port)
-    publish(pub, "ward/bed-2/vitals", [{"t": i, "hr": i, "vitals": {"spo2": 98}} for i in range(30)])
+    publish(
+        pub, "ward/bed-2/vitals", [{"t": i, "hr": i, "vitals": {"spo2": 98}} for i in range(30)]
+    )
     pub.loop_stop()
 
     c2 = compiled_for(NODES.format(url=mosquitto.url), tmp_path, dead_letters=False)

@@ -13,8 +13,11 @@ from edgewax.testing import run_compiled, run_node
 
 
 def test_frame_contract_overlap_gaps_and_keys() -> None:
-    events = [{"ts": float(i), "key": k, "x": i * 10 + (k == "b"), "tag": f"{k}{i}"}
-              for i in range(10) for k in ("a", "b")]
+    events = [
+        {"ts": float(i), "key": k, "x": i * 10 + (k == "b"), "tag": f"{k}{i}"}
+        for i in range(10)
+        for k in ("a", "b")
+    ]
     out = run_node("signal.frame", {"field": "x", "size": 4, "hop": 3, "output": "win"}, events)
     a = [e for e in out if e["key"] == "a"]
     assert [e["ts"] for e in a] == [0.0, 3.0, 6.0]
@@ -25,8 +28,11 @@ def test_frame_contract_overlap_gaps_and_keys() -> None:
     b = [e for e in out if e["key"] == "b"]
     assert b[0]["win"].tolist() == [1, 11, 21, 31]
     # hop > size leaves gaps between frames, also across batches
-    gaps = run_node("signal.frame", {"field": "x", "size": 2, "hop": 5},
-                    [{"ts": float(i), "x": i} for i in range(12)])
+    gaps = run_node(
+        "signal.frame",
+        {"field": "x", "size": 2, "hop": 5},
+        [{"ts": float(i), "x": i} for i in range(12)],
+    )
     assert [e["frame"].tolist() for e in gaps] == [[0, 1], [5, 6], [10, 11]]
 
 
@@ -37,8 +43,11 @@ def test_frame_declares_raw_float32_shape() -> None:
     from edgewax.operators.signals.frame import FrameOptions, SignalFrame
 
     opts = FrameOptions(field="accel", size=256, hop=128)
-    fields = SignalFrame.fields_out(opts, {"ts": FieldInfo("float64"), "key": FieldInfo("str"),
-                                           "accel": FieldInfo("float64")}, Path("."))
+    fields = SignalFrame.fields_out(
+        opts,
+        {"ts": FieldInfo("float64"), "key": FieldInfo("str"), "accel": FieldInfo("float64")},
+        Path("."),
+    )
     assert fields is not None
     assert fields["frame"] == FieldInfo("float32", (256,), raw=True)
     assert "accel" not in fields
@@ -62,6 +71,7 @@ pipelines:
 
     kept: list[dict[str, object]] = []
     if "test.keep" not in node_types():
+
         @register
         class Keep(Transform):
             """Keeps events (tests only)."""
@@ -71,6 +81,7 @@ pipelines:
             def process(self, batch: list[dict[str, object]]) -> list[dict[str, object]]:
                 Keep.sink.extend(batch)
                 return [{"ts": e["ts"], "key": e["key"]} for e in batch]
+
     keep_cls = node_types()["test.keep"]
     keep_cls.sink = kept  # type: ignore[attr-defined]
     from pathlib import Path
@@ -81,7 +92,9 @@ pipelines:
     for key in ("pump-1", "pump-2"):
         frames = [e for e in kept if e["key"] == key]
         assert len(frames) == (3000 - 256) // 128 + 1
-        ref = Generator("vibration", key, 1000.0, 0, []).generate(0, 3000)["accel"].astype(np.float32)
+        ref = (
+            Generator("vibration", key, 1000.0, 0, []).generate(0, 3000)["accel"].astype(np.float32)
+        )
         for i, e in enumerate(frames):
             assert e["ts"] == pytest.approx(i * 128 / 1000)
             np.testing.assert_array_equal(e["frame"], ref[i * 128 : i * 128 + 256])
@@ -93,11 +106,13 @@ pipelines:
 def test_features_match_numpy_and_scipy() -> None:
     rng = np.random.default_rng(7)
     t = np.arange(512) / 1000.0
-    x = np.stack([
-        0.3 * np.sin(2 * np.pi * 50 * t) + 0.05 * rng.standard_normal(512),
-        rng.standard_normal(512) * 2 + 1,
-        np.where(rng.random(512) < 0.01, 5.0, 0.0) + 0.1 * rng.standard_normal(512),
-    ])
+    x = np.stack(
+        [
+            0.3 * np.sin(2 * np.pi * 50 * t) + 0.05 * rng.standard_normal(512),
+            rng.standard_normal(512) * 2 + 1,
+            np.where(rng.random(512) < 0.01, 5.0, 0.0) + 0.1 * rng.standard_normal(512),
+        ]
+    )
     bands = [(0.0, 100.0), (100.0, 300.0), (300.0, 500.1)]
     got = frame_features(x, bands=bands, rate_hz=1000.0)
     rms = np.sqrt(np.mean(x**2, axis=1))
@@ -122,7 +137,10 @@ def test_features_match_numpy_and_scipy() -> None:
 
 
 def test_features_node_batches_and_dead_letters() -> None:
-    events = [{"frame": np.ones(8) * i} for i in range(1, 4)] + [{"frame": "oops"}, {"frame": np.arange(5.0)}]
+    events = [{"frame": np.ones(8) * i} for i in range(1, 4)] + [
+        {"frame": "oops"},
+        {"frame": np.arange(5.0)},
+    ]
     out = run_node("signal.features", {"features": ["mean", "peak"], "prefix": "x_"}, events)
     assert [e["x_mean"] for e in out] == [1.0, 2.0, 3.0, 2.0]
     assert out[-1]["x_peak"] == 4.0
@@ -133,8 +151,11 @@ def test_zscore_running_matches_a_numpy_reference() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(70, 5, 400)
     x[300] = 120
-    out = run_node("signal.zscore", {"fields": ["hr"], "min_count": 10},
-                   [{"hr": float(v), "key": "bed"} for v in x])
+    out = run_node(
+        "signal.zscore",
+        {"fields": ["hr"], "min_count": 10},
+        [{"hr": float(v), "key": "bed"} for v in x],
+    )
     z = np.array([e["hr_z"] for e in out])
     ref = np.zeros_like(x)
     for i in range(10, len(x)):

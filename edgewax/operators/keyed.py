@@ -34,8 +34,9 @@ class KeyedTransform(Transform):
         sid = self.ctx.step_id
         keyed = op.key_on(f"{sid}_key", up, _key)
         logic = op.stateful_batch(
-            sid, keyed, lambda state: _Logic(self, self.ctx, self.new_state() if state is None
-                                             else state)
+            sid,
+            keyed,
+            lambda state: _Logic(self, self.ctx, self.new_state() if state is None else state),
         )
         return op.flat_map_batch(f"{sid}_unkey", logic, _values)
 
@@ -48,7 +49,7 @@ def _values(batch: list[tuple[str, list[Event]]]) -> list[Event]:
     return [e for _, events in batch for e in events]
 
 
-class _Logic(op.StatefulBatchLogic):  # type: ignore[misc]
+class _Logic(op.StatefulBatchLogic[Event, list[Event], Any]):
     def __init__(self, node: KeyedTransform, ctx: NodeContext, state: Any) -> None:
         self.node = node
         self.ctx = ctx

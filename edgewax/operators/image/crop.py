@@ -34,7 +34,8 @@ class Crop(Transform):
     >>> import numpy as np
     >>> from edgewax.testing import run_node
     >>> img = np.arange(16, dtype=np.uint8).reshape(4, 4)
-    >>> run_node("image.crop", {"x": 1, "y": 2, "width": 2, "height": 2}, [{"frame": img}])[0]["frame"]
+    >>> out = run_node("image.crop", {"x": 1, "y": 2, "width": 2, "height": 2}, [{"frame": img}])
+    >>> out[0]["frame"]
     array([[ 9, 10],
            [13, 14]], dtype=uint8)
     """
@@ -56,13 +57,23 @@ class Crop(Transform):
         if shape is not None and len(shape) >= 2:
             h, w = shape[0], shape[1]
             if w is not None and options.x + options.width > w:
-                problems.append(Problem(("width",), f"the region ends at x={options.x + options.width}"
-                                        f" but frames are {w} pixels wide", "make x + width <= "
-                                        f"{w}"))
+                problems.append(
+                    Problem(
+                        ("width",),
+                        f"the region ends at x={options.x + options.width}"
+                        f" but frames are {w} pixels wide",
+                        f"make x + width <= {w}",
+                    )
+                )
             if h is not None and options.y + options.height > h:
-                problems.append(Problem(("height",), f"the region ends at y={options.y + options.height}"
-                                        f" but frames are {h} pixels high", "make y + height <= "
-                                        f"{h}"))
+                problems.append(
+                    Problem(
+                        ("height",),
+                        f"the region ends at y={options.y + options.height}"
+                        f" but frames are {h} pixels high",
+                        f"make y + height <= {h}",
+                    )
+                )
         return problems
 
     def process(self, batch: list[Event]) -> list[Event]:

@@ -20,15 +20,21 @@ from edgewax.operators.sources.camera import import_cv2
 
 class MotionOptions(ImageOptions):
     width: int = Field(
-        160, ge=8, le=4096, description="Frames are compared gray at this width (height in "
-        "proportion): smaller is cheaper and ignores sensor noise."
+        160,
+        ge=8,
+        le=4096,
+        description="Frames are compared gray at this width (height in "
+        "proportion): smaller is cheaper and ignores sensor noise.",
     )
     threshold: int = Field(
         25, ge=1, le=255, description="A pixel changed when its gray level moved by more than this."
     )
     min_area: float = Field(
-        0.01, gt=0, le=1, description="Share of pixels that must change for a frame to count as "
-        "motion (0.01: 1% of the view)."
+        0.01,
+        gt=0,
+        le=1,
+        description="Share of pixels that must change for a frame to count as "
+        "motion (0.01: 1% of the view).",
     )
     blur: int = Field(
         3, ge=0, le=31, description="Box blur size applied before comparing (0: none); damps noise."
@@ -37,8 +43,9 @@ class MotionOptions(ImageOptions):
         False, description="Pass still frames too (with their `motion_score`) instead of dropping."
     )
     keyframe_every: Duration | None = Field(
-        None, description="Pass one frame every this often even when still (e.g. 60s), so a "
-        "stuck scene is still seen now and then."
+        None,
+        description="Pass one frame every this often even when still (e.g. 60s), so a "
+        "stuck scene is still seen now and then.",
     )
     score_field: str = Field("motion_score", description="Field for the share of changed pixels.")
 
@@ -75,7 +82,8 @@ class Motion(KeyedTransform):
         super().__init__(options, ctx)
         self.cv2 = import_cv2()
         self.skipped = ctx.stats.counter(
-            "edgewax_frames_skipped", "Frames skipped before processing, by reason.",
+            "edgewax_frames_skipped",
+            "Frames skipped before processing, by reason.",
             reason="no_motion",
         )
 
@@ -106,7 +114,7 @@ class Motion(KeyedTransform):
         small = cv2.resize(f, size, interpolation=cv2.INTER_AREA)
         if o.blur > 1:
             small = cv2.blur(small, (o.blur, o.blur))
-        return small
+        return np.asarray(small)
 
     def process_key(self, state: _State, batch: list[Event]) -> tuple[list[Event], _State]:
         o: MotionOptions = self.options
@@ -124,8 +132,9 @@ class Motion(KeyedTransform):
             scores, last = [], prev
             for s in smalls:
                 same = s.shape == last.shape
-                scores.append(float((np.abs(s.astype(np.int16) - last) > o.threshold).mean())
-                              if same else 1.0)
+                scores.append(
+                    float((np.abs(s.astype(np.int16) - last) > o.threshold).mean()) if same else 1.0
+                )
                 last = s
         out = []
         last_kept = state.last_kept

@@ -25,8 +25,9 @@ from edgewax.operators.registry import register
 class NormalizeOptions(ImageOptions):
     scale: float = Field(1 / 255, description="Multiply pixels by this first (1/255: to [0, 1]).")
     mean: float | list[float] = Field(
-        0.0, description="Subtract after scaling: one value, or one per channel, e.g. "
-        "[0.485, 0.456, 0.406] (ImageNet)."
+        0.0,
+        description="Subtract after scaling: one value, or one per channel, e.g. "
+        "[0.485, 0.456, 0.406] (ImageNet).",
     )
     std: float | list[float] = Field(
         1.0, description="Then divide by this: one value or one per channel (none may be 0)."
@@ -44,7 +45,8 @@ class Normalize(Transform):
 
     >>> import numpy as np
     >>> from edgewax.testing import run_node
-    >>> out = run_node("image.normalize", {"mean": 0.5, "std": 0.5}, [{"frame": np.array([[0, 255]], np.uint8)}])
+    >>> frame = np.array([[0, 255]], np.uint8)
+    >>> out = run_node("image.normalize", {"mean": 0.5, "std": 0.5}, [{"frame": frame}])
     >>> out[0]["frame"]
     array([[-1.,  1.]], dtype=float32)
     """
@@ -70,8 +72,13 @@ class Normalize(Transform):
         for name in ("mean", "std"):
             value = getattr(options, name)
             if isinstance(value, list) and channels is not None and len(value) != channels:
-                problems.append(Problem((name,), f"{len(value)} values for {channels} channels",
-                                        f"give one value or {channels}"))
+                problems.append(
+                    Problem(
+                        (name,),
+                        f"{len(value)} values for {channels} channels",
+                        f"give one value or {channels}",
+                    )
+                )
         return problems
 
     def _apply(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -20,8 +20,12 @@ from edgewax.operators.image.frames import (
 from edgewax.operators.registry import register
 from edgewax.operators.sources.camera import import_cv2
 
-_INTERPOLATION = {"area": "INTER_AREA", "linear": "INTER_LINEAR", "nearest": "INTER_NEAREST",
-                  "cubic": "INTER_CUBIC"}
+_INTERPOLATION = {
+    "area": "INTER_AREA",
+    "linear": "INTER_LINEAR",
+    "nearest": "INTER_NEAREST",
+    "cubic": "INTER_CUBIC",
+}
 
 
 class ResizeOptions(ImageOptions):
@@ -38,7 +42,8 @@ class Resize(Transform):
 
     >>> import numpy as np
     >>> from edgewax.testing import run_node
-    >>> out = run_node("image.resize", {"width": 4, "height": 2}, [{"frame": np.zeros((8, 16, 3), np.uint8)}])
+    >>> frame = np.zeros((8, 16, 3), np.uint8)
+    >>> out = run_node("image.resize", {"width": 4, "height": 2}, [{"frame": frame}])
     >>> out[0]["frame"].shape
     (2, 4, 3)
     """

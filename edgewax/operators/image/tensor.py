@@ -10,9 +10,15 @@ from pydantic import Field
 
 from edgewax.events import Event
 from edgewax.operators.base import FieldInfo, Fields, NodeOptions, Problem, Transform
-from edgewax.operators.image.frames import check_field, frame_info, frames_of, put, stacked
+from edgewax.operators.image.frames import (
+    ImageOptions,
+    check_field,
+    frame_info,
+    frames_of,
+    put,
+    stacked,
+)
 from edgewax.operators.registry import register
-from edgewax.operators.image.frames import ImageOptions
 
 _LIMITS = {"uint8": (0, 255), "int8": (-128, 127)}
 

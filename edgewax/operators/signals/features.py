@@ -171,8 +171,8 @@ class SignalFeatures(Transform):
             ev = dict(e) if not o.keep_input else (dict(e) if self.ctx.shared_input else e)
             if not o.keep_input:
                 ev.pop(name, None)
-            for field_name, col in renamed:
-                ev[field_name] = col[i]
+            for field_name, column in renamed:
+                ev[field_name] = column[i]
             out.append(ev)
         return out
 

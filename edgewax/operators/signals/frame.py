@@ -75,8 +75,13 @@ class SignalFrame(KeyedTransform):
     def check(cls, options: Any, fields_in: Fields, base_dir: Path) -> list[Problem]:
         problems = _unknown_fields([(("field",), options.field)], fields_in, "unknown field")
         if options.output in ("ts", "key"):
-            problems.append(Problem(("output",), f"output `{options.output}` is reserved",
-                                    "name the frame field e.g. `frame`"))
+            problems.append(
+                Problem(
+                    ("output",),
+                    f"output `{options.output}` is reserved",
+                    "name the frame field e.g. `frame`",
+                )
+            )
         return problems
 
     def new_state(self) -> _Buffer:

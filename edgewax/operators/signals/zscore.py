@@ -17,7 +17,9 @@ from edgewax.operators.transforms.fields import _unknown_fields
 
 
 class ZScoreOptions(NodeOptions):
-    fields: list[str] = Field(min_length=1, description="Numeric fields to score, e.g. [heart_rate].")
+    fields: list[str] = Field(
+        min_length=1, description="Numeric fields to score, e.g. [heart_rate]."
+    )
     method: Literal["running", "ewma"] = Field(
         "running",
         description="`running`: mean and std of every value the key has had (Welford's exact "

@@ -21,11 +21,10 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from edgewax.errors import EdgewaxError
@@ -67,8 +66,9 @@ class CameraOptions(NodeOptions):
         None, description="Local camera: an index (0) or a device path (`/dev/video0`)."
     )
     url: str | None = Field(
-        None, description="Network stream read by FFmpeg, e.g. `rtsp://cam-1/stream` or an HTTP "
-        "MJPEG URL. Put credentials in `${ENV}` variables."
+        None,
+        description="Network stream read by FFmpeg, e.g. `rtsp://cam-1/stream` or an HTTP "
+        "MJPEG URL. Put credentials in `${ENV}` variables.",
     )
     file: str | None = Field(
         None, description="Video file, relative to the config file's folder (e.g. `clip.avi`)."
@@ -186,7 +186,9 @@ class _Capture(threading.Thread):
                 wait = backoff.next()
                 log.warning(
                     "camera %s: cannot open %s; retrying in %.1f s",
-                    part.ctx.node_id, part.describe(), wait,
+                    part.ctx.node_id,
+                    part.describe(),
+                    wait,
                 )
                 if self._wait(wait):
                     return
@@ -211,8 +213,9 @@ class _Capture(threading.Thread):
                 self.error = f"lost {part.describe()}"
                 return
             wait = backoff.next()
-            log.warning("camera %s: lost %s; reopening in %.1f s", part.ctx.node_id,
-                        part.describe(), wait)
+            log.warning(
+                "camera %s: lost %s; reopening in %.1f s", part.ctx.node_id, part.describe(), wait
+            )
             if self._wait(wait):
                 return
 
@@ -376,7 +379,11 @@ class _CameraPartition(EventPartition):
                 self.cond.notify_all()
             done = self.thread.done and not q
             read_n, read_bytes, self._read_n, self._read_bytes = (
-                self._read_n, self._read_bytes, 0, 0)
+                self._read_n,
+                self._read_bytes,
+                0,
+                0,
+            )
             skips, self._skips = self._skips, {}
         stats = self.ctx.stats
         if read_n:
@@ -468,8 +475,13 @@ class Camera(Source):
                     )
                 ]
         if o.file is None and (o.loop or o.start is not None):
-            return [Problem(("loop" if o.loop else "start",), "`loop` and `start` are for files",
-                            "remove it, or read a `file`")]
+            return [
+                Problem(
+                    ("loop" if o.loop else "start",),
+                    "`loop` and `start` are for files",
+                    "remove it, or read a `file`",
+                )
+            ]
         return []
 
     def source(self) -> PartitionedSource:

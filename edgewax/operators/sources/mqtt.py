@@ -16,6 +16,7 @@ starts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -85,8 +86,9 @@ class MqttOptions(NodeOptions):
         1, description="Subscription QoS: 1 (default) keeps messages across reconnects."
     )
     client_id: str | None = Field(
-        None, description="Client id of the persistent session; default: edgewax-PIPELINE-NODE. "
-        "Must be unique per device."
+        None,
+        description="Client id of the persistent session; default: edgewax-PIPELINE-NODE. "
+        "Must be unique per device.",
     )
     clean_session: bool = Field(
         False, description="Start a fresh session on each connect (loses what was queued)."
@@ -111,13 +113,15 @@ class MqttOptions(NodeOptions):
         "`plant/bed-7/vitals` with 1 gives `bed-7`. Default (and no `key_field`): the topic.",
     )
     time_field: str | None = Field(
-        None, description="Payload path holding event time (epoch seconds or ISO-8601); "
-        "default: the arrival time."
+        None,
+        description="Payload path holding event time (epoch seconds or ISO-8601); "
+        "default: the arrival time.",
     )
     keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive, in seconds.")
     max_pending: int = Field(
-        100_000, ge=1, description="Messages held in memory before the oldest are dropped "
-        "(`overflow`)."
+        100_000,
+        ge=1,
+        description="Messages held in memory before the oldest are dropped (`overflow`).",
     )
     batch_size: int = Field(BATCH, ge=1, description="Most messages parsed per batch.")
     reconnect: ReconnectOptions = Field(
@@ -254,10 +258,8 @@ class _MqttPartition(EventPartition):
             self.check.fail(f"lost {self.host}:{self.port}")
             if not self._retry(backoff, "connection lost"):
                 return
-        try:
+        with contextlib.suppress(Exception):
             client.disconnect()
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
 
     def _retry(self, backoff: Backoff, why: str) -> bool:
         if not self.options.reconnect.enabled:
@@ -266,7 +268,11 @@ class _MqttPartition(EventPartition):
         wait = backoff.next()
         log.warning(
             "mqtt %s: %s; reconnecting to %s:%s in %.1f s",
-            self.ctx.node_id, why, self.host, self.port, wait,
+            self.ctx.node_id,
+            why,
+            self.host,
+            self.port,
+            wait,
         )
         return not self.halt.wait(wait)
 
@@ -386,22 +392,37 @@ class MqttSource(Source):
         for i, topic in enumerate(o.topics):
             why = topic_problem(topic)
             if why is not None:
-                problems.append(Problem(("topics", i), f"topic `{topic}`: {why}",
-                                        "e.g. plant/+/vitals or plant/#"))
+                problems.append(
+                    Problem(
+                        ("topics", i), f"topic `{topic}`: {why}", "e.g. plant/+/vitals or plant/#"
+                    )
+                )
         for name in ("ca_file", "cert_file", "key_file"):
             value = getattr(o, name)
             if value is not None:
                 path = Path(value).expanduser()
                 path = path if path.is_absolute() else base_dir / path
                 if not path.is_file():
-                    problems.append(Problem((name,), f"no file at `{value}`",
-                                            "paths are relative to the config file"))
+                    problems.append(
+                        Problem(
+                            (name,),
+                            f"no file at `{value}`",
+                            "paths are relative to the config file",
+                        )
+                    )
         if (o.cert_file is None) != (o.key_file is None):
-            problems.append(Problem(("cert_file" if o.cert_file is None else "key_file",),
-                                    "a client certificate needs both `cert_file` and `key_file`"))
+            problems.append(
+                Problem(
+                    ("cert_file" if o.cert_file is None else "key_file",),
+                    "a client certificate needs both `cert_file` and `key_file`",
+                )
+            )
         if o.password is not None and o.username is None:
-            problems.append(Problem(("password",), "`password` without `username`",
-                                    "set username: ${MQTT_USER}"))
+            problems.append(
+                Problem(
+                    ("password",), "`password` without `username`", "set username: ${MQTT_USER}"
+                )
+            )
         return problems
 
     def source(self) -> PartitionedSource:
