@@ -354,6 +354,7 @@ class _CameraPartition(EventPartition):
                 q.popleft()
                 self.count_skip(self.policy)
             q.append(item)
+            self.cond.notify_all()
 
     # ------------------------------------------------ Bytewax side
 
@@ -369,6 +370,10 @@ class _CameraPartition(EventPartition):
             self.thread.start()
         q = self.queue
         with self.cond:
+            if not q and not self.thread.done:
+                # Wait a moment for the next frame (woken as soon as it is pushed): cheaper than
+                # a Bytewax wake-up, and the worker has nothing else from this source to do.
+                self.cond.wait(_IDLE_WAKE)
             if self.policy == "latest" and len(q) > 1:
                 self.count_skip("latest", len(q) - 1)
                 items = [q.pop()]
