@@ -8,7 +8,7 @@ node must change its state only after the whole batch has succeeded.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -19,8 +19,6 @@ from edgewax.operators.base import NodeContext, Transform, failure_reason
 
 class KeyedTransform(Transform):
     """A transform with state per `key`: implement `new_state()` and `process_key(state, batch)`."""
-
-    keyed: ClassVar[bool] = True
 
     def new_state(self) -> Any:
         """The state of a key seen for the first time (must pickle, for recovery)."""

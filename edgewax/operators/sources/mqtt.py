@@ -148,6 +148,36 @@ def _get(obj: Any, path: str) -> Any:
     return obj
 
 
+class _NotAnObject(ValueError):
+    pass
+
+
+def message_event(o: MqttOptions, topic: str, payload: bytes, arrived: float) -> Event:
+    """The event for one message; KeyError for a missing field, ValueError for bad JSON.
+
+    >>> o = MqttOptions(url="mqtt://broker", topics=["ward/+/vitals"], key_topic_level=1,
+    ...                 fields={"heart_rate": "hr", "spo2": "vitals.spo2"})
+    >>> message_event(o, "ward/bed-7/vitals", b'{"hr": 72, "vitals": {"spo2": 97.5}}', 1000.0)
+    {'heart_rate': 72, 'spo2': 97.5, 'ts': 1000.0, 'key': 'bed-7'}
+    """
+    rec = json.loads(payload)
+    if not isinstance(rec, dict):
+        raise _NotAnObject("payload is not a JSON object")
+    ev: Event = {name: _get(rec, path) for name, path in o.fields.items()} if o.fields else rec
+    if o.time_field is not None:
+        t = _get(rec, o.time_field)
+        ev["ts"] = float(t) if type(t) in (int, float) else event_time(t)
+    else:
+        ev["ts"] = arrived
+    if o.key_field is not None:
+        ev["key"] = str(_get(rec, o.key_field))
+    elif o.key_topic_level is not None:
+        ev["key"] = topic.split("/")[o.key_topic_level]
+    else:
+        ev["key"] = topic
+    return ev
+
+
 class _MqttPartition(EventPartition):
     def __init__(self, ctx: NodeContext, options: MqttOptions) -> None:
         super().__init__(ctx, 0.0, options.batch_size)
@@ -309,39 +339,21 @@ class _MqttPartition(EventPartition):
 
     def _parse(self, msgs: list[tuple[str, bytes, float]]) -> list[Event]:
         o = self.options
-        fields = list(o.fields.items()) if o.fields else None
-        loads = json.loads
         out = []
         for topic, payload, arrived in msgs:
             try:
-                rec = loads(payload)
-                if not isinstance(rec, dict):
-                    raise ValueError("payload is not a JSON object")
-            except ValueError as e:
-                self._bad("malformed", f"{topic}: {e}", topic, payload)
-                continue
-            try:
-                ev: Event = (
-                    {name: _get(rec, path) for name, path in fields} if fields else dict(rec)
-                )
-                if o.time_field is not None:
-                    t = _get(rec, o.time_field)
-                    ev["ts"] = float(t) if type(t) in (int, float) else event_time(t)
-                else:
-                    ev["ts"] = arrived
-                if o.key_field is not None:
-                    ev["key"] = str(_get(rec, o.key_field))
-                elif o.key_topic_level is not None:
-                    ev["key"] = topic.split("/")[o.key_topic_level]
-                else:
-                    ev["key"] = topic
+                out.append(message_event(o, topic, payload, arrived))
             except KeyError as e:
                 self._bad("missing_field", f"{topic}: missing field {e}", topic, payload)
-                continue
-            except (ValueError, TypeError, IndexError) as e:
+            except ValueError as e:  # JSONDecodeError is a ValueError
+                reason = (
+                    "malformed"
+                    if isinstance(e, _NotAnObject | json.JSONDecodeError)
+                    else "bad_value"
+                )
+                self._bad(reason, f"{topic}: {e}", topic, payload)
+            except (TypeError, IndexError) as e:
                 self._bad("bad_value", f"{topic}: {e}", topic, payload)
-                continue
-            out.append(ev)
         return out
 
     def _bad(self, reason: str, error: str, topic: str, payload: bytes) -> None:
@@ -364,16 +376,18 @@ class _MqttPartition(EventPartition):
 class MqttSource(Source):
     """Sensor readings from MQTT topics: JSON payloads mapped to event fields.
 
-    >>> from edgewax.testing import run_yaml
-    >>> run_yaml('''
-    ... - id: vitals
-    ...   type: source.mqtt
-    ...   url: mqtt://127.0.0.1:1883
-    ...   topics: [ward/+/vitals]
-    ...   key_topic_level: 1
-    ...   fields: {heart_rate: hr, spo2: vitals.spo2}
-    ... - {id: out, type: sink.stdout}''')  # doctest: +SKIP
-    {"ts":...,"key":"bed-7","heart_rate":72,"spo2":97.5}
+    A pipeline (needs a broker; the tests run one):
+
+        - {id: vitals, type: source.mqtt, url: "mqtts://${BROKER}", topics: [ward/+/vitals],
+           username: "${MQTT_USER}", password: "${MQTT_PASSWORD}", key_topic_level: 1,
+           fields: {heart_rate: hr, spo2: vitals.spo2}}
+
+    What one message becomes (see `message_event`):
+
+    >>> o = MqttSource.Options.model_validate({"url": "mqtt://127.0.0.1", "topics": ["ward/#"],
+    ...     "key_field": "id", "time_field": "at", "fields": {"hr": "hr"}})
+    >>> message_event(o, "ward/x", b'{"id": 7, "at": "2026-01-01T00:00:00Z", "hr": 61}', 0.0)
+    {'hr': 61, 'ts': 1767225600.0, 'key': '7'}
     """
 
     type_name = "source.mqtt"
