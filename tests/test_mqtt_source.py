@@ -17,11 +17,13 @@ from edgewax.flows.compiler import Compiled, compile_spec
 from edgewax.testing import run_compiled
 
 
-def compiled_for(nodes: str, base: Path, dead_letters: bool = True) -> Compiled:
+def compiled_for(
+    nodes: str, base: Path, dead_letters: bool = True, env: dict[str, str] | None = None
+) -> Compiled:
     settings = "{}" if dead_letters else "{dead_letter: {path: null}}"
     text = f"version: 1\nsettings: {settings}\npipelines:\n  p:\n    nodes:\n"
     text += "".join(f"      {line}\n" for line in nodes.strip().splitlines())
-    return compile_spec(load_spec_text(text, base))
+    return compile_spec(load_spec_text(text, base, env))
 
 
 def value(c: Compiled, name: str, **labels: str) -> float:
@@ -174,3 +176,175 @@ def test_persistent_session_keeps_messages_while_we_are_away(
     finally:
         run2.stop()
     assert [e["heart_rate"] for e in lines(tmp_path / "out.jsonl")] == list(range(30))
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_tls_with_a_private_ca_and_a_password_from_the_environment(
+    tmp_path: Path, caplog: Any
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    import shutil
+    import subprocess
+
+    from .conftest import free_port, wait_for_port
+
+    if shutil.which("openssl") is None:
+        import pytest
+
+        pytest.skip("openssl is not installed")
+    # A private CA and a server certificate for 127.0.0.1.
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=edgewax test CA",
+        cwd=tmp_path,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=tmp_path,
+    )
+    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.cnf",
+        cwd=tmp_path,
+    )
+    (tmp_path / "passwd").write_text("")
+    subprocess.run(
+        ["mosquitto_passwd", "-b", str(tmp_path / "passwd"), "sensor", "s3cret-pw"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    (tmp_path / "tls.conf").write_text(
+        f"listener {port} 127.0.0.1\ncafile {tmp_path / 'ca.pem'}\n"
+        f"certfile {tmp_path / 'server.pem'}\nkeyfile {tmp_path / 'server.key'}\n"
+        f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}\n"
+        # Run as root (CI containers), mosquitto drops to its own user, which cannot read the
+        # test's private temp folder: keep the invoking user.
+        f"user {_user()}\n"
+    )
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    broker = subprocess.Popen([exe, "-c", str(tmp_path / "tls.conf")], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        c = compiled_for(
+            f"""
+- id: vitals
+  type: source.mqtt
+  url: mqtts://127.0.0.1:{port}
+  topics: [ward/#]
+  ca_file: ca.pem
+  username: sensor
+  password: ${{MQTT_PASSWORD}}
+  fields: {{hr: hr}}
+- {{id: out, type: sink.jsonl, path: out.jsonl}}
+""",
+            tmp_path,
+            env={"MQTT_PASSWORD": "s3cret-pw"},
+        )
+        assert "s3cret-pw" not in repr(c.spec)
+        run = Running(c)
+        try:
+            wait_until(subscribed(c))
+            import paho.mqtt.client as paho
+
+            pub = paho.Client(callback_api_version=paho.CallbackAPIVersion.VERSION2)
+            pub.tls_set(ca_certs=str(tmp_path / "ca.pem"))
+            pub.username_pw_set("sensor", "s3cret-pw")
+            pub.connect("127.0.0.1", port)
+            pub.loop_start()
+            wait_until(pub.is_connected)
+            publish(pub, "ward/bed-1", [{"hr": 60 + i} for i in range(10)])
+            wait_until(lambda: value(c, "edgewax_node_sent_events_total") >= 10)
+            pub.loop_stop()
+        finally:
+            run.stop()
+        assert [e["hr"] for e in lines(tmp_path / "out.jsonl")] == list(range(60, 70))
+        assert "connected" in caplog.text or "subscribed" in str(c.health.status())
+        assert "s3cret-pw" not in caplog.text
+    finally:
+        broker.kill()
+        broker.wait()
+
+
+def test_queued_messages_survive_a_broker_restart_with_persistence(tmp_path: Path) -> None:
+    # As far as MQTT allows: the broker persists our session and its queue across its restart.
+    from .conftest import Mosquitto
+
+    broker = Mosquitto(tmp_path)
+    broker.conf.write_text(
+        f"listener {broker.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {tmp_path}/\nuser {_user()}\n"
+    )
+    broker.start()
+    try:
+        c = compiled_for(NODES.format(url=broker.url), tmp_path, dead_letters=False)
+        run = Running(c)
+        wait_until(subscribed(c))
+        run.stop()  # we are away; the session stays on the broker
+        pub = publisher(broker.port)
+        publish(
+            pub, "ward/bed-3/vitals", [{"t": i, "hr": i, "vitals": {"spo2": 98}} for i in range(25)]
+        )
+        pub.loop_stop()
+        pub.disconnect()
+        assert broker.proc is not None
+        broker.proc.terminate()  # a clean restart: mosquitto saves sessions on the way down
+        broker.proc.wait()
+        broker.proc = None
+        broker.start()
+        c2 = compiled_for(NODES.format(url=broker.url), tmp_path, dead_letters=False)
+        run2 = Running(c2)
+        try:
+            wait_until(lambda: value(c2, "edgewax_node_sent_events_total") >= 25)
+        finally:
+            run2.stop()
+        assert [e["heart_rate"] for e in lines(tmp_path / "out.jsonl")] == list(range(25))
+    finally:
+        broker.stop()

@@ -75,7 +75,8 @@ class ToTensor(Transform):
         out = dict(fields_in)
         if not options.keep_input:
             out.pop(options.field, None)
-        out[options.output or options.field] = FieldInfo(options.dtype, shape, raw=info.raw)
+        # A tensor made from an image is raw data, whatever the input declared.
+        out[options.output or options.field] = FieldInfo(options.dtype, shape, raw=True)
         return out
 
     @classmethod
