@@ -396,3 +396,44 @@ def test_mjpeg_http_stream_and_reconnect_after_drop(mjpeg: _MjpegServer, tmp_pat
     assert ready_while_streaming
     ts = [e["ts"] for e in events]
     assert ts == sorted(ts) and abs(ts[-1] - time.time()) < 30  # live streams: wall-clock time
+
+
+def test_cli_run_of_a_looping_camera_stops_on_sigterm(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    write_video(tmp_path / "cam.avi", frames[:20])
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\npipelines:\n  lobby:\n    nodes:\n"
+        "      - {id: cam, type: source.camera, file: cam.avi, loop: true, speed: 2}\n"
+        "      - {id: gate, type: image.motion}\n"
+        "      - {id: input, type: image.to_tensor, dtype: int8, offset: -128}\n"
+        "      - {id: meta, type: drop, fields: [tensor]}\n"
+        "      - {id: out, type: sink.jsonl, path: out.jsonl}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgewax", "run", "p.yaml"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(read_jsonl(tmp_path / "out.jsonl")) < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    kept = [e["frame_index"] for e in read_jsonl(tmp_path / "out.jsonl")]
+    # The loop went round at least once: the jump back to the first frame is motion again.
+    assert kept[: MOVING + 1] == [0, *range(STILL_A, STILL_A + MOVING)]
+    assert kept[MOVING + 1] == 20
+    assert "cam" in err and "source.camera" in err
