@@ -1,0 +1,1 @@
+"""Image nodes: resize, crop, gray, normalize, to_tensor and the motion gate, on numpy frames."""
