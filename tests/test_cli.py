@@ -29,15 +29,33 @@ def test_default_pipeline_runs_and_events_flow(tmp_path: Path) -> None:
     env = {"EDGEWAX_SPEED": "0", "EDGEWAX_STATE": str(tmp_path / "state")}
     config = tmp_path / "pipelines.yaml"
     config.write_text((ROOT / "pipelines.yaml").read_text())
+    (tmp_path / "models").symlink_to(ROOT / "models")
     proc = cli("run", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    alerts = [json.loads(line) for line in proc.stdout.splitlines()]
+    printed = [json.loads(line) for line in proc.stdout.splitlines()]
+    alerts = [e for e in printed if "temperature" in e]
     assert alerts, "the default pipeline prints its alerts"
     assert all(a["temperature"] > 65 and a["key"] == "boiler-2" for a in alerts)
+    # pump-2's bearing fault (from 10 s) is one incident; pump-1 stays quiet
+    incidents = [e for e in printed if "event" in e]
+    assert [(e["key"], e["event"]) for e in incidents] == [("pump-2", "start"), ("pump-2", "end")]
+    assert 9.5 <= incidents[0]["started_at"] - logged_start(tmp_path) <= 10.5
+    health = [json.loads(line) for line in (tmp_path / "out/pump_health.jsonl").open()]
+    assert {h["key"] for h in health} == {"pump-1", "pump-2"}
+    assert all("frame" not in h and "accel" not in h for h in health + incidents)
+    late = [h for h in health if h["key"] == "pump-2" and h["window_start"] > incidents[0]["ts"]]
+    early = [h for h in health if h["key"] == "pump-1"]
+    assert min(h["anomaly_score_mean"] for h in late) > max(h["anomaly_score_max"] for h in early)
     logged = [json.loads(line) for line in (tmp_path / "out/temperatures.jsonl").open()]
     assert len(logged) == 2 * 5 * 20  # two boilers, 5 Hz, 20 s
     assert {"ts", "key", "temperature", "temperature_f"} == set(logged[0])
     assert "pipeline boiler-room" in proc.stderr and "200 filtered" not in proc.stdout
+
+
+def logged_start(tmp_path: Path) -> float:
+    """Event time of the default run's first reading (both plants start together)."""
+    with (tmp_path / "out/temperatures.jsonl").open() as f:
+        return float(json.loads(f.readline())["ts"])
 
 
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -140,7 +158,7 @@ def test_unwritable_sink_is_a_one_line_error(tmp_path: Path) -> None:
 def test_validate_ok() -> None:
     proc = cli("validate")
     assert proc.returncode == 0
-    assert proc.stdout.strip() == "pipelines.yaml: ok (1 pipeline, 5 nodes)"
+    assert proc.stdout.strip() == "pipelines.yaml: ok (2 pipelines, 13 nodes)"
 
 
 def test_graph_mermaid_and_dot() -> None:
@@ -160,6 +178,13 @@ def test_graph_mermaid_and_dot() -> None:
         ("readings", "hot"),
         ("hot", "alerts"),
         ("readings", "log"),
+        ("vib", "frames"),
+        ("frames", "ae"),
+        ("ae", "scored"),
+        ("scored", "incidents"),
+        ("incidents", "incident-log"),
+        ("scored", "health"),
+        ("health", "summaries"),
     }
     proc = cli("graph", "--format", "dot")
     assert proc.returncode == 0
@@ -185,6 +210,8 @@ def test_schema_validates_the_default_pipeline_and_rejects_typos() -> None:
     doc["settings"]["state_dir"] = ".edgewax"
     temps = doc["pipelines"]["boiler-room"]["nodes"][0]
     temps["duration"], temps["speed"] = "20s", 1
+    vib = doc["pipelines"]["pump-health"]["nodes"][0]
+    vib["duration"], vib["speed"] = "20s", 1
     assert list(validator.iter_errors(doc)) == []
     doc["pipelines"]["boiler-room"]["nodes"][2]["wher"] = "x > 1"
     errors = list(validator.iter_errors(doc))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from edgewax.events import Event
 from edgewax.operators.base import FieldInfo, Fields, NodeOptions, Problem
@@ -39,7 +39,13 @@ def _names(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-FieldList = Annotated[list[str], BeforeValidator(_names)]
+FieldList = Annotated[
+    list[str],
+    BeforeValidator(_names),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    ),
+]
 
 
 def _count(value: Any) -> Any:
@@ -49,7 +55,11 @@ def _count(value: Any) -> Any:
 class Aggregate(NodeOptions):
     """What to compute over each window; each output is a field of the summary event."""
 
-    count: Annotated[bool, BeforeValidator(_count)] = Field(
+    count: Annotated[
+        bool,
+        BeforeValidator(_count),
+        WithJsonSchema({"anyOf": [{"type": "boolean"}, {"const": "*"}]}),
+    ] = Field(
         True, description='Emit `count`, the number of events in the window (`"*"` means true).'
     )
     sum: FieldList = Field([], description="Numeric fields to sum: `<field>_sum`.")
