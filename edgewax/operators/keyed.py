@@ -1,76 +1,133 @@
-"""Keyed state for transforms: `KeyedTransform` runs a node per key on Bytewax's `stateful_batch`.
+"""Keyed state for transforms: the one primitive `egress.*`, `signal.frame`, `signal.zscore` and
+`image.motion` are thin compositions of.
 
-Events are routed by `key` (so one key's state lives on one worker and is snapshotted with Bytewax
-recovery); the node sees whole batches of one key at a time and can vectorise over them. Like
-`guarded`, a batch that raises is rerun event by event and the failures are dead-lettered, so a
-node must change its state only after the whole batch has succeeded.
+A stateless step splits each batch by group (the event's `key`, or one group for `per: all`) and
+reads what the node needs from each event (`prepare`; an event it cannot read is dead-lettered).
+Bytewax's `stateful_batch` then runs the node's `step` over each group's events with that group's
+state, in arrival order, so one key's state lives on one worker, is snapshotted with Bytewax
+recovery, and the same recording gives the same output on every run. Splitting first means Bytewax
+routes one item per group per batch, not one per event. A group whose state becomes `None` is
+removed. If `step` raises on a group's events, they are rerun one by one and the failures are
+dead-lettered, so `step` must change the state only once it knows the whole call succeeds.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, ClassVar, Literal
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
+from pydantic import Field
 
 from edgewax.events import Event
-from edgewax.operators.base import NodeContext, Transform, failure_reason
+from edgewax.operators.base import NodeContext, NodeOptions, Transform, failure_reason
+
+Group = tuple[list[Event], list[Any]]
+
+
+class KeyedOptions(NodeOptions):
+    per: Literal["key", "all"] = Field(
+        "key", description="`key`: separate state for each `key`; `all`: one for all events."
+    )
 
 
 class KeyedTransform(Transform):
-    """A transform with state per `key`: implement `new_state()` and `process_key(state, batch)`."""
+    """Base of nodes with per-group state: subclasses define `step`, and maybe `new_state`,
+    `prepare` and `flush`."""
+
+    default_per: ClassVar[str] = "key"
 
     def new_state(self) -> Any:
-        """The state of a key seen for the first time (must pickle, for recovery)."""
+        """The state of a group seen for the first time (must pickle, for recovery)."""
         return None
 
-    def process_key(self, state: Any, batch: list[Event]) -> tuple[list[Event], Any]:
-        """Events out and the new state for a batch of one key's events, in arrival order."""
+    def prepare(self, event: Event) -> Any:
+        """What `step` needs from one event; raise on an event that cannot be used."""
+        return None
+
+    def step(self, state: Any, events: list[Event], prepared: list[Any]) -> tuple[Any, list[Event]]:
+        """(new state, or None to forget the group; events to pass on) for one group, in order."""
         raise NotImplementedError
+
+    def flush(self, state: Any) -> list[Event]:
+        """Events to emit when the stream ends (e.g. an incident still going on)."""
+        return []
+
+    def _groups(self, batch: list[Event]) -> list[tuple[str, Group]]:
+        per_key = getattr(self.options, "per", self.default_per) == "key"
+        prepare = self.prepare
+        groups: dict[str, Group] = {}
+        for e in batch:
+            g = str(e["key"]) if per_key else "*"
+            item = groups.get(g)
+            if item is None:
+                groups[g] = item = ([], [])
+            p = prepare(e)
+            item[0].append(e)
+            item[1].append(p)
+        return list(groups.items())
+
+    def split(self, batch: list[Event]) -> list[tuple[str, Group]]:
+        self.ctx.stats.received.inc(len(batch))
+        try:
+            return self._groups(batch)
+        except Exception:
+            good = []
+            for e in batch:
+                try:
+                    self.prepare(e)
+                    _ = e["key"]  # every event needs a key to be grouped
+                    good.append(e)
+                except Exception as exc:
+                    reason, message = failure_reason(exc)
+                    self.ctx.dead_letter(reason, message, e)
+            return self._groups(good)
 
     def build(self, up: Stream[Event]) -> Stream[Event]:
         sid = self.ctx.step_id
-        keyed = op.key_on(f"{sid}_key", up, _key)
-        logic = op.stateful_batch(
-            sid,
-            keyed,
-            lambda state: _Logic(self, self.ctx, self.new_state() if state is None else state),
+        groups = op.flat_map_batch(f"{sid}/split", up, self.split)
+        node, ctx = self, self.ctx
+        out = op.stateful_batch(
+            f"{sid}/state",
+            groups,
+            lambda state: _Logic(node, ctx, node.new_state() if state is None else state),
         )
-        return op.flat_map_batch(f"{sid}_unkey", logic, _values)
+        sent = self.ctx.stats.sent.inc
+
+        def flatten(items: list[tuple[str, list[Event]]]) -> list[Event]:
+            events = [e for _, batch in items for e in batch]
+            sent(len(events))
+            return events
+
+        return op.flat_map_batch(f"{sid}/out", out, flatten)
 
 
-def _key(e: Event) -> str:
-    return str(e["key"])
-
-
-def _values(batch: list[tuple[str, list[Event]]]) -> list[Event]:
-    return [e for _, events in batch for e in events]
-
-
-class _Logic(op.StatefulBatchLogic[Event, list[Event], Any]):
+class _Logic(op.StatefulBatchLogic[Group, list[Event], Any]):
     def __init__(self, node: KeyedTransform, ctx: NodeContext, state: Any) -> None:
         self.node = node
         self.ctx = ctx
         self.state = state
 
-    def on_batch(self, values: list[Event]) -> tuple[list[list[Event]], bool]:
-        ctx = self.ctx
-        ctx.stats.received.inc(len(values))
-        try:
-            out, self.state = self.node.process_key(self.state, values)
-        except Exception:
-            out = []
-            for item in values:
-                try:
-                    got, self.state = self.node.process_key(self.state, [item])
-                    out.extend(got)
-                except Exception as e:
-                    reason, message = failure_reason(e)
-                    ctx.dead_letter(reason, message, item)
-        ctx.stats.sent.inc(len(out))
-        return ([out] if out else []), False
+    def on_batch(self, values: list[Group]) -> tuple[list[list[Event]], bool]:
+        out: list[Event] = []
+        step = self.node.step
+        for events, prepared in values:
+            try:
+                self.state, passed = step(self.state, events, prepared)
+                out.extend(passed)
+            except Exception:
+                for e, p in zip(events, prepared):
+                    try:
+                        self.state, passed = step(self.state, [e], [p])
+                        out.extend(passed)
+                    except Exception as exc:
+                        reason, message = failure_reason(exc)
+                        self.ctx.dead_letter(reason, message, e)
+        return [out], self.state is None
+
+    def on_eof(self) -> tuple[list[list[Event]], bool]:
+        return [self.node.flush(self.state)], True
 
     def snapshot(self) -> Any:
-        import copy
-
         return copy.deepcopy(self.state)

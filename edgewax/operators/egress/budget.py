@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from edgewax.config.types import ByteSize, Duration
 from edgewax.events import Event, encode
 from edgewax.operators.base import Fields, NodeOptions, Problem
-from edgewax.operators.egress.keyed import KeyedTransform
+from edgewax.operators.keyed import KeyedTransform
 from edgewax.operators.registry import register
 from edgewax.operators.transforms.expressions import ExpressionField
 

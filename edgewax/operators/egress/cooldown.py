@@ -9,7 +9,7 @@ from pydantic import Field
 from edgewax.config.types import Duration
 from edgewax.events import Event
 from edgewax.operators.base import NodeOptions
-from edgewax.operators.egress.keyed import KeyedOptions, KeyedTransform
+from edgewax.operators.keyed import KeyedOptions, KeyedTransform
 from edgewax.operators.registry import register
 
 

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from edgewax.events import Event
 from edgewax.operators.base import Fields, NodeOptions, Problem
-from edgewax.operators.egress.keyed import KeyedOptions, KeyedTransform
+from edgewax.operators.keyed import KeyedOptions, KeyedTransform
 from edgewax.operators.registry import register
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 from edgewax.config.types import Duration
 from edgewax.events import Event, encode
 from edgewax.operators.base import Fields, NodeOptions, Problem
-from edgewax.operators.egress.keyed import KeyedOptions, KeyedTransform
+from edgewax.operators.keyed import KeyedOptions, KeyedTransform
 from edgewax.operators.registry import register
 
 

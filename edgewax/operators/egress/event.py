@@ -10,7 +10,7 @@ from pydantic import Field
 from edgewax.config.types import Duration
 from edgewax.events import Event
 from edgewax.operators.base import BASE_FIELDS, FieldInfo, Fields, NodeOptions, Problem
-from edgewax.operators.egress.keyed import KeyedTransform
+from edgewax.operators.keyed import KeyedTransform
 from edgewax.operators.registry import register
 from edgewax.operators.transforms.expressions import ExpressionField
 

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from edgewax.events import Event
 from edgewax.operators.base import NodeOptions
-from edgewax.operators.egress.keyed import KeyedOptions, KeyedTransform
+from edgewax.operators.keyed import KeyedOptions, KeyedTransform
 from edgewax.operators.registry import register
 
 PERIODS = {"per_minute": 60.0, "per_hour": 3600.0, "per_day": 86400.0}

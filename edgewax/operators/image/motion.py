@@ -116,7 +116,9 @@ class Motion(KeyedTransform):
             small = cv2.blur(small, (o.blur, o.blur))
         return np.asarray(small)
 
-    def process_key(self, state: _State, batch: list[Event]) -> tuple[list[Event], _State]:
+    def step(
+        self, state: _State, batch: list[Event], prepared: list[Any]
+    ) -> tuple[_State, list[Event]]:
         o: MotionOptions = self.options
         smalls = [self._small(f) for f in frames_of(batch, o.field)]
         first = state.previous is None
@@ -155,4 +157,4 @@ class Motion(KeyedTransform):
         if dropped:
             self.skipped.inc(dropped)
             self.ctx.stats.discard("no_motion", dropped)
-        return out, _State(smalls[-1], last_kept)
+        return _State(smalls[-1], last_kept), out

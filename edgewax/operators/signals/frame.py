@@ -87,7 +87,9 @@ class SignalFrame(KeyedTransform):
     def new_state(self) -> _Buffer:
         return _Buffer()
 
-    def process_key(self, state: _Buffer, batch: list[Event]) -> tuple[list[Event], _Buffer]:
+    def step(
+        self, state: _Buffer, batch: list[Event], prepared: list[Any]
+    ) -> tuple[_Buffer, list[Event]]:
         name = self.options.field
         # Convert first: a bad sample raises here, before the state changes.
         new = np.asarray([e[name] for e in batch], dtype=np.float32)
@@ -122,4 +124,4 @@ class SignalFrame(KeyedTransform):
                 skip += cut - len(values)
                 cut = len(values)
             values, ts, pending = values[cut:].copy(), ts[cut:].copy(), pending[cut:]
-        return out, _Buffer(values, ts, pending, skip)
+        return _Buffer(values, ts, pending, skip), out

@@ -66,9 +66,9 @@ class SignalZScore(KeyedTransform):
     def new_state(self) -> dict[str, tuple[float, float, float]]:
         return {}
 
-    def process_key(
-        self, state: dict[str, tuple[float, float, float]], batch: list[Event]
-    ) -> tuple[list[Event], dict[str, tuple[float, float, float]]]:
+    def step(
+        self, state: dict[str, tuple[float, float, float]], batch: list[Event], prepared: list[Any]
+    ) -> tuple[dict[str, tuple[float, float, float]], list[Event]]:
         o: ZScoreOptions = self.options
         new_state = dict(state)
         columns = []
@@ -87,7 +87,7 @@ class SignalZScore(KeyedTransform):
         for out_name, z in columns:
             for e, v in zip(batch, z):
                 e[out_name] = v
-        return batch, new_state
+        return new_state, batch
 
 
 def _running(
