@@ -427,6 +427,8 @@ class CsvSource(_FileSource):
 
 
 def _csv_fields(path: Path, options: CsvOptions) -> Fields:
+    if path.is_fifo():
+        return None  # reading its header would take it from the run (and wait for a writer)
     try:
         with open(path, encoding="utf-8-sig") as f:
             header = next(csv.reader([f.readline()], delimiter=options.delimiter))
