@@ -123,15 +123,16 @@ class Prometheus:
 
     def start(self, targets: list[str], scheme: str = "http", interval: str = "250ms") -> None:
         """Scrape `targets` (`host:port`) every `interval` as job `edgewax`."""
+        import json
+
         conf = self.workdir / "prometheus.yml"
-        conf.write_text(
-            "global: {scrape_interval: %s, scrape_timeout: %s}\n"
-            "scrape_configs:\n"
-            "  - job_name: edgewax\n"
-            "    scheme: %s\n"
-            "    static_configs: [{targets: [%s]}]\n"
-            % (interval, interval, scheme, ", ".join(f'"{t}"' for t in targets))
-        )
+        config = {
+            "global": {"scrape_interval": interval, "scrape_timeout": interval},
+            "scrape_configs": [
+                {"job_name": "edgewax", "scheme": scheme, "static_configs": [{"targets": targets}]}
+            ],
+        }
+        conf.write_text(json.dumps(config))  # JSON is YAML
         self.proc = subprocess.Popen(
             [
                 self.exe,

@@ -126,11 +126,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     try:
         wait_for_port(port, timeout=30)
         wait_until(
-            lambda: sample(
-                instance.metrics(), "edgewax_node_received_events_total", node="fixed"
-            )
-            == 0
-            and sample(instance.metrics(), "edgewax_node_errors_total", node="broken") == 100,
+            lambda: (
+                sample(instance.metrics(), "edgewax_node_received_events_total", node="fixed") == 0
+                and sample(instance.metrics(), "edgewax_node_errors_total", node="broken") == 100
+            ),
             what="the replay pipeline to finish",
         )
         yield instance
@@ -246,7 +245,9 @@ def test_endpoint_listens_on_loopback_only_by_default(running: Instance) -> None
 def test_all_interfaces_when_configured(tmp_path: Path) -> None:
     """The control for the test above: the same addresses do reach an endpoint on 0.0.0.0."""
     port = free_port()
-    config = CONFIG.format(port=port).replace(f"{{port: {port}}}", f"{{host: 0.0.0.0, port: {port}}}")
+    config = CONFIG.format(port=port).replace(
+        f"{{port: {port}}}", f"{{host: 0.0.0.0, port: {port}}}"
+    )
     proc = start(tmp_path, config)
     try:
         wait_for_port(port, timeout=30)
@@ -294,7 +295,10 @@ def test_top_once_reads_a_running_instance(running: Instance) -> None:
 def test_top_says_what_is_wrong_when_nothing_listens() -> None:
     proc = cli("top", f"127.0.0.1:{free_port()}", "--once", "--interval", "0.1")
     assert proc.returncode == 1
-    assert proc.stderr.startswith("edgewax: error: http://127.0.0.1:") and "cannot connect" in proc.stderr
+    assert (
+        proc.stderr.startswith("edgewax: error: http://127.0.0.1:")
+        and "cannot connect" in proc.stderr
+    )
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -302,11 +306,9 @@ def test_top_says_what_is_wrong_when_nothing_listens() -> None:
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+        "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1".split()
+        + ["-keyout", str(key), "-out", str(cert)],
         check=True,
         capture_output=True,
     )
