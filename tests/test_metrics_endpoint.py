@@ -305,10 +305,10 @@ def test_top_says_what_is_wrong_when_nothing_listens() -> None:
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    args = "-x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
+    args = "-x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=x"
     subprocess.run(
-        ["openssl", "req", *args.split(), "-keyout", str(key), "-out", str(cert)]
-        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        ["openssl", "req", *args.split(), "-keyout", str(key), "-out", str(cert), "-addext"]
+        + ["subjectAltName=IP:127.0.0.1"],
         check=True,
         capture_output=True,
     )
