@@ -306,9 +306,9 @@ def test_top_says_what_is_wrong_when_nothing_listens() -> None:
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     args = "-x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=x"
+    san = "subjectAltName=IP:127.0.0.1"
     subprocess.run(
-        ["openssl", "req", *args.split(), "-keyout", str(key), "-out", str(cert), "-addext"]
-        + ["subjectAltName=IP:127.0.0.1"],
+        ["openssl", "req", *args.split(), "-addext", san, "-keyout", str(key), "-out", str(cert)],
         check=True,
         capture_output=True,
     )
