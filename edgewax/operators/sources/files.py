@@ -42,7 +42,8 @@ from edgewax.operators.sources.partitions import (
 class FileSourceOptions(NodeOptions):
     path: str = Field(
         description="File to replay, relative to the config file's folder; a glob such as "
-        "`data/*.jsonl` reads each match as its own partition (workers split them)."
+        "`data/*.jsonl` reads each match as its own partition (workers split them). A named "
+        "pipe works too: the source opens when a writer does (until then `/readyz` says 503)."
     )
     time_field: str | None = Field(
         "ts",
