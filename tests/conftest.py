@@ -144,6 +144,25 @@ class Prometheus:
             stderr=self.log.open("wb"),
         )
         wait_for_port(self.port, timeout=30)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        """Until `/-/ready` says 200: the port opens before the storage is ready for queries."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Prometheus not ready; see {self.log}")
+            time.sleep(0.1)
 
     def query(self, promql: str) -> list[dict[str, object]]:
         """The result of an instant query (`/api/v1/query`): `[{metric: {...}, value: [t, v]}]`."""

@@ -400,3 +400,41 @@ def test_explicit_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"edgewax: error: metrics endpoint: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in proc.stderr
+
+
+def test_top_redraws_on_a_terminal_until_ctrl_c(running: Instance) -> None:
+    import fcntl as _fcntl
+    import select
+    import termios
+
+    master, slave = os.openpty()
+    _fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgewax", "top", f"127.0.0.1:{running.port}", "--interval", "0.5"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm"},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while screen.count(b"live ") < 3 and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                screen += os.read(master, 65536)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                screen += os.read(master, 65536)
+            except OSError:
+                break
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = screen.decode("utf-8", "replace")
+    assert text.startswith("\x1b[?1049h")  # the alternate screen, given back at the end
+    assert text.rstrip().endswith("\x1b[?1049l")
+    assert text.count("\x1b[H") >= 3 and "replay " in text and "· ready" in text

@@ -166,8 +166,9 @@ def top(
                 lines.insert(0, header())
             if problem:
                 lines.insert(0, problem)
-            text = "\r\n".join(line[: cols - 1] for line in lines[:rows])
-            stream.write(f"{ESC}[H{ESC}[2J{text}")
+            # Overwrite in place (no full clear, so no flicker), then clear what is left below.
+            text = "\n".join(f"{line[: cols - 1]}{ESC}[K" for line in lines[:rows])
+            stream.write(f"{ESC}[H{text}{ESC}[J")
             stream.flush()
             time.sleep(interval)
     except KeyboardInterrupt:
