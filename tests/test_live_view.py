@@ -229,3 +229,48 @@ def test_cli_flags_override_the_config(tmp_path: Path) -> None:
     proc = cli("run", "p.yaml", "--metrics-port", "0", cwd=tmp_path)
     assert proc.returncode == 1
     assert "--metrics-port must be 1 to 65535 (--no-metrics turns it off)" in proc.stderr
+
+
+def test_server_path_head_and_readiness_while_stopping() -> None:
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from edgewax.health import Health
+    from edgewax.metrics import Metrics
+    from edgewax.metrics.server import MetricsServer
+
+    health = Health()
+    check = health.check("p/cam", "source")
+    stopping = threading.Event()
+    metrics = Metrics()
+    metrics.up.labels("p").set(1)
+    server = MetricsServer(
+        MetricsSettings(path="/m"), metrics.registry, health, port=0, stopping=stopping.is_set
+    )
+    server.start()
+
+    def status(path: str, method: str = "GET") -> tuple[int, bytes]:
+        request = urllib.request.Request(server.url(path), method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    try:
+        assert server.url() == f"http://127.0.0.1:{server.port}/m"
+        code, body = status("/m")
+        assert code == 200 and b'edgewax_up{pipeline="p"} 1.0' in body
+        assert status("/metrics")[0] == 404
+        assert status("/m", "HEAD") == (200, b"")
+        code, body = status("/readyz")
+        assert code == 503 and json.loads(body)["checks"]["p/cam"]["ready"] is False
+        check.ok("open")
+        assert status("/readyz")[0] == 200
+        stopping.set()  # SIGTERM: draining, so not ready for new work
+        code, body = status("/readyz")
+        assert code == 503 and json.loads(body)["stopping"] is True
+    finally:
+        server.stop()
