@@ -1,4 +1,4 @@
-"""The `edgewax` command: run, validate, graph, schema, nodes, docs.
+"""The `edgewax` command: run, top, validate, graph, schema, nodes, docs.
 
 Exit codes: 0 done, 1 a run-time failure, 2 a mistake in the config or the command line.
 Logs go to standard error; data goes to sinks (so `sink.stdout` output can be piped).

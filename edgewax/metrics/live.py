@@ -89,6 +89,8 @@ class LiveView:
 
     def _draw(self) -> None:
         cols, rows = _size(self.stream)
+        if rows < 4:
+            return  # no room to pin anything
         lines = self.lines(max(20, cols - 1))
         height = min(len(lines), max(1, rows // 2))
         lines = lines[:height]
