@@ -121,15 +121,23 @@ class Prometheus:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "prometheus.log"
 
-    def start(self, targets: list[str], scheme: str = "http", interval: str = "250ms") -> None:
-        """Scrape `targets` (`host:port`) every `interval` as job `edgewax`."""
+    def start(
+        self, targets: list[str], scheme: str = "http", interval: str = "250ms", **job: object
+    ) -> None:
+        """Scrape `targets` (`host:port`) every `interval` as job `edgewax`; `job` adds to the
+        scrape config (e.g. `basic_auth={...}`, `tls_config={"ca_file": ...}`)."""
         import json
 
         conf = self.workdir / "prometheus.yml"
         config = {
             "global": {"scrape_interval": interval, "scrape_timeout": interval},
             "scrape_configs": [
-                {"job_name": "edgewax", "scheme": scheme, "static_configs": [{"targets": targets}]}
+                {
+                    "job_name": "edgewax",
+                    "scheme": scheme,
+                    "static_configs": [{"targets": targets}],
+                    **job,
+                }
             ],
         }
         conf.write_text(json.dumps(config))  # JSON is YAML

@@ -315,7 +315,9 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_basic_auth_and_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+def test_basic_auth_and_tls(
+    tmp_path: Path, certificate: tuple[Path, Path], prometheus: Prometheus
+) -> None:
     port = free_port()
     config = CONFIG.format(port=port).replace(
         f"metrics: {{port: {port}}}",
@@ -346,6 +348,17 @@ def test_basic_auth_and_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> N
         assert ok.returncode == 0 and "replay" in ok.stdout and "· ready" in ok.stdout, ok.stderr
         bad = cli(*top, "--user", "prom", env={"EDGEWAX_METRICS_PASSWORD": "nope"})
         assert bad.returncode == 1 and "HTTP 401" in bad.stderr
+
+        # A real Prometheus scrapes it with the same credentials over HTTPS.
+        prometheus.start(
+            [f"127.0.0.1:{port}"],
+            scheme="https",
+            basic_auth={"username": "prom", "password": "s3cret-pw"},
+            tls_config={"ca_file": str(certificate[0])},
+        )
+        q = 'edgewax_node_sent_events_total{pipeline="replay",node="src"}'
+        wait_until(lambda: value(prometheus, q) == 100, what=f"Prometheus to scrape {q}")
+        assert value(prometheus, 'up{job="edgewax"}') == 1
     finally:
         assert stop(proc) == 0
     log = (tmp_path / "stderr.log").read_text()
