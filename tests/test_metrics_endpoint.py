@@ -176,6 +176,22 @@ def test_prometheus_scrapes_our_series_with_the_right_values(
     # Prometheus has a full window of samples).
     rate = 'rate(edgewax_node_sent_events_total{pipeline="live",node="temps"}[3s])'
     wait_until(lambda: 10 < (value(prometheus, rate) or 0) < 30, timeout=15, what=rate)
+    # The Grafana dashboard's queries find this run's data (variables as "All").
+    from .test_dashboard import DASHBOARD, exprs, metric_names
+
+    exported = {
+        r["metric"]["__name__"]  # type: ignore[index]
+        for r in prometheus.query('{job="edgewax"}')
+    }
+    checked = 0
+    for expr in exprs(json.loads(DASHBOARD.read_text())):
+        names = metric_names(expr)
+        if names <= exported and "edgewax_egress_bytes_total" not in expr:
+            concrete = expr.replace("$__rate_interval", "3s").replace("$job", "edgewax")
+            concrete = concrete.replace("$instance", ".*").replace("$pipeline", ".*")
+            assert prometheus.query(concrete), f"no data for the dashboard's `{expr}`"
+            checked += 1
+    assert checked >= 10
     # No `_created` series and only sources carry source bytes.
     assert not prometheus.query('{__name__=~"edgewax_.*_created"}')
     nodes = {r["metric"]["node"] for r in prometheus.query("edgewax_source_bytes_total")}  # type: ignore[index]
