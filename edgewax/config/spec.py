@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from edgewax.config.diagnostics import ConfigError, Diagnostic, Mark, did_you_mean, one_of
 from edgewax.config.loader import YList, YMap, load_yaml_text, read_text
@@ -78,6 +78,13 @@ class MetricsSettings(BaseModel):
         None, description="HTTP basic auth for `/metrics` and `/readyz` (`/healthz` stays open)."
     )
     tls: MetricsTLS | None = Field(None, description="Serve HTTPS with this certificate and key.")
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_probe(cls, path: str) -> str:
+        if path in ("/healthz", "/readyz"):
+            raise ValueError(f"{path} is the endpoint's own; pick another path, e.g. /metrics")
+        return path
 
 
 class Settings(BaseModel):
