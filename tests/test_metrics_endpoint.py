@@ -301,7 +301,7 @@ def test_top_once_reads_a_running_instance(running: Instance) -> None:
     assert lines[0] == f"http://127.0.0.1:{running.port}/metrics · ready"
     assert lines[1].split()[:3] == ["pipeline", "in/s", "out/s"]
     live = next(line for line in lines if line.startswith("live "))
-    assert 5 < float(live.split()[1]) < 40  # about 20 events/s in
+    assert 2 < float(live.split()[1]) < 60  # about 20 events/s in (the machine may be busy)
     replay = next(line for line in lines if line.startswith("replay "))
     assert replay.split()[1:3] == ["0.0", "0.0"]  # done: nothing flows any more
     assert " 100  broken: bad_value " in replay and "ago" in replay
