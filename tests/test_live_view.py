@@ -274,3 +274,22 @@ def test_server_path_head_and_readiness_while_stopping() -> None:
         assert code == 503 and json.loads(body)["stopping"] is True
     finally:
         server.stop()
+
+
+def test_basic_auth_header_parsing() -> None:
+    import base64
+
+    from edgewax.config.spec import MetricsAuth
+    from edgewax.health import Health
+    from edgewax.metrics import Metrics
+    from edgewax.metrics.server import MetricsServer
+
+    auth = MetricsAuth(username="prom", password="pä ss:word")
+    server = MetricsServer(MetricsSettings(auth=auth), Metrics().registry, Health())
+    good = base64.b64encode("prom:pä ss:word".encode()).decode()
+    assert server.authorized(f"Basic {good}")
+    assert server.authorized(f"basic  {good} ")  # the scheme is case-insensitive
+    assert not server.authorized(None)
+    assert not server.authorized(f"Bearer {good}")
+    assert not server.authorized("Basic %%%not-base64")
+    assert not server.authorized("Basic " + base64.b64encode(b"prom:p").decode())

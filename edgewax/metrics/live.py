@@ -9,6 +9,7 @@ with `--quiet`.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -20,6 +21,8 @@ from edgewax.errors import EdgewaxError
 from edgewax.metrics.status import Snapshot, Tracker, render
 
 ESC = "\x1b"
+
+log = logging.getLogger("edgewax.live")
 
 
 def wanted(stream: TextIO) -> bool:
@@ -78,6 +81,10 @@ class LiveView:
                 self.tracker.add(self.snapshot())
                 self._draw()
             except (OSError, ValueError):  # the terminal went away: nothing left to show on
+                return
+            except Exception:  # a bug in the view must not end the run: stop showing it
+                self._release()
+                log.exception("the live status failed and is off for the rest of the run")
                 return
             self._stop.wait(self.interval)
 

@@ -66,7 +66,7 @@ class MetricsServer:
         self._credentials: bytes | None = None
         if settings.auth is not None:
             pair = f"{settings.auth.username}:{settings.auth.password.get_secret_value()}"
-            self._credentials = b"Basic " + base64.b64encode(pair.encode("utf-8"))
+            self._credentials = pair.encode("utf-8")
         self._tls: ssl.SSLContext | None = None
         if settings.tls is not None:
             self._tls = _tls_context(settings.tls.cert, settings.tls.key, base_dir or Path.cwd())
@@ -114,7 +114,14 @@ class MetricsServer:
             return True
         if header is None:
             return False
-        return hmac.compare_digest(header.strip().encode("utf-8", "replace"), self._credentials)
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except ValueError:
+            return False
+        return hmac.compare_digest(given, self._credentials)
 
 
 def _tls_context(cert: str, key: str, base_dir: Path) -> ssl.SSLContext:

@@ -96,12 +96,12 @@ def totals(snap: Snapshot) -> dict[str, Totals]:
         return out.setdefault(labels.get("pipeline", ""), Totals())
 
     for labels, _ in snap.series("edgewax_node_info"):
-        kinds[(labels["pipeline"], labels["node"])] = labels.get("kind", "")
+        kinds[(labels.get("pipeline", ""), labels.get("node", ""))] = labels.get("kind", "")
         of(labels)
     for labels, _ in snap.series("edgewax_up"):
         of(labels)
     for labels, value in snap.series("edgewax_node_sent_events_total"):
-        kind = kinds.get((labels["pipeline"], labels["node"]))
+        kind = kinds.get((labels.get("pipeline", ""), labels.get("node", "")))
         if kind == "source":
             of(labels).events_in += value
         elif kind == "sink":
@@ -122,9 +122,9 @@ def totals(snap: Snapshot) -> dict[str, Totals]:
     for labels, value in snap.series("edgewax_node_last_error_timestamp_seconds"):
         t = of(labels)
         if t.last_error is None or value > t.last_error[0]:
-            t.last_error = (value, labels["node"], labels.get("reason", ""))
+            t.last_error = (value, labels.get("node", ""), labels.get("reason", ""))
     for labels, value in snap.series("edgewax_source_progress_ratio"):
-        of(labels).progress[labels["node"]] = value
+        of(labels).progress[labels.get("node", "")] = value
     out.pop("", None)
     return dict(sorted(out.items()))
 
