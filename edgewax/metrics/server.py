@@ -95,7 +95,8 @@ class MetricsServer:
         self.port = int(httpd.server_address[1])
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="edgewax-metrics"
+            # The poll interval bounds how long `stop()` (and so the end of a run) waits.
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="edgewax-metrics"
         )
         self._thread.daemon = True
         self._thread.start()
