@@ -1,4 +1,4 @@
-"""The `edgewax` command: run, validate, graph, schema, nodes, docs, explain, inspect-model.
+"""The `edgewax` command: run, top, validate, graph, schema, nodes, docs, explain, inspect-model.
 
 Exit codes: 0 done, 1 a run-time failure, 2 a mistake in the config or the command line.
 Logs go to standard error; data goes to sinks (so `sink.stdout` output can be piped).
@@ -7,6 +7,7 @@ Logs go to standard error; data goes to sinks (so `sink.stdout` output can be pi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -19,8 +20,9 @@ from edgewax import __version__
 from edgewax.errors import EdgewaxError
 
 if TYPE_CHECKING:
-    from edgewax.config.spec import Spec
+    from edgewax.config.spec import MetricsSettings, Spec
     from edgewax.flows.compiler import Compiled
+    from edgewax.metrics.live import LiveView
 
 log = logging.getLogger("edgewax")
 
@@ -57,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="default: settings.log_level",
     )
-    run.add_argument("--quiet", "-q", action="store_true", help="no summary at the end")
+    run.add_argument(
+        "--quiet", "-q", action="store_true", help="no live status and no summary at the end"
+    )
+    _metrics_arguments(run)
+
+    _top_parser(sub)
 
     val = sub.add_parser("validate", help="check a pipelines file; every mistake, one line each")
     val.add_argument("file", nargs="?", default=DEFAULT_FILE)
@@ -112,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "docs": _docs,
             "explain": _explain,
             "inspect-model": _inspect_model,
+            "top": _top,
         }[args.command]
         return command(args)
     except ConfigError as e:
@@ -147,10 +155,85 @@ def _run(args: argparse.Namespace) -> int:
         args.workers,
         "s" if args.workers > 1 else "",
     )
-    result = run(compiled, workers=args.workers)
+    metrics, required = _metrics_settings(spec, args)
+    live = _live_view(compiled) if not args.quiet else None
+    if live is not None:
+        live.start()
+    try:
+        result = run(
+            compiled,
+            workers=args.workers,
+            metrics=metrics,
+            metrics_required=required,
+            engine_metrics=args.engine_metrics,
+        )
+    finally:
+        if live is not None:
+            live.stop()
     if not args.quiet:
         _summary(compiled, result.seconds)
     return 0
+
+
+def _metrics_arguments(run: argparse.ArgumentParser) -> None:
+    g = run.add_argument_group("metrics endpoint (settings.metrics)")
+    g.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics, /healthz, /readyz on this port (default 9464)",
+    )
+    g.add_argument(
+        "--metrics-host",
+        metavar="ADDR",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 is every interface)",
+    )
+    g.add_argument("--no-metrics", action="store_true", help="serve no endpoint")
+    g.add_argument(
+        "--engine-metrics",
+        action="store_true",
+        help="also start Bytewax's own dataflow API (listens on 0.0.0.0:3030, no auth)",
+    )
+
+
+def _metrics_settings(spec: Spec, args: argparse.Namespace) -> tuple[MetricsSettings | None, bool]:
+    """The endpoint to serve, and whether failing to bind it is an error (it was asked for)."""
+    settings = spec.settings.metrics
+    if args.no_metrics:
+        return None, False
+    update: dict[str, object] = {}
+    if args.metrics_port is not None:
+        if not 1 <= args.metrics_port <= 65535:
+            raise EdgewaxError("--metrics-port must be 1 to 65535 (--no-metrics turns it off)")
+        update.update(port=args.metrics_port, enabled=True)
+    if args.metrics_host is not None:
+        update.update(host=args.metrics_host, enabled=True)
+    required = bool(update) or bool({"port", "host"} & settings.model_fields_set)
+    return settings.model_copy(update=update), required
+
+
+def _live_view(compiled: Compiled) -> LiveView | None:
+    """The status pinned to the bottom of the terminal, when stderr is one."""
+    import time
+
+    from edgewax.metrics.live import LiveView, wanted
+    from edgewax.metrics.status import Snapshot
+
+    if not wanted(sys.stderr):
+        return None
+    started = time.monotonic()
+    n = len(compiled.pipelines)
+
+    def header() -> str:
+        ready = "ready" if compiled.health.ready() else "not ready"
+        seconds = int(time.monotonic() - started)
+        return (
+            f"edgewax run · {n} pipeline{'s' if n != 1 else ''} · "
+            f"{seconds // 60}:{seconds % 60:02d} · {ready}"
+        )
+
+    registry = compiled.metrics.registry
+    return LiveView(lambda: Snapshot.from_registry(registry), sys.stderr, header=header)
 
 
 def _summary(compiled: Compiled, seconds: float) -> None:
@@ -172,6 +255,48 @@ def _summary(compiled: Compiled, seconds: float) -> None:
             f"  {compiled.dead_letters.count} dead letter(s) in {compiled.dead_letters.path}",
             file=out,
         )
+
+
+def _top_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    top = sub.add_parser("top", help="watch a running instance through its /metrics")
+    top.add_argument(
+        "url",
+        nargs="?",
+        default="http://127.0.0.1:9464/metrics",
+        help="its endpoint, e.g. 10.0.0.7:9464 (default http://127.0.0.1:9464/metrics)",
+    )
+    top.add_argument("--once", action="store_true", help="print the status once and exit")
+    top.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between scrapes"
+    )
+    top.add_argument(
+        "--user", help="basic-auth user; the password comes from $EDGEWAX_METRICS_PASSWORD"
+    )
+    top.add_argument("--cafile", help="CA certificate to check an HTTPS endpoint with")
+    top.add_argument(
+        "--insecure", action="store_true", help="do not check the HTTPS endpoint's certificate"
+    )
+
+
+def _top(args: argparse.Namespace) -> int:
+    from edgewax.metrics.live import top
+    from edgewax.metrics.scrape import Endpoint
+
+    if args.interval <= 0:
+        raise EdgewaxError("--interval must be more than 0")
+    password = os.environ.get("EDGEWAX_METRICS_PASSWORD")
+    if args.user and password is None:
+        raise EdgewaxError("--user needs the password in $EDGEWAX_METRICS_PASSWORD")
+    endpoint = Endpoint(args.url, args.user, password, args.cafile, args.insecure)
+    with contextlib.suppress(BrokenPipeError):  # `edgewax top --once | head`
+        top(
+            endpoint.snapshot,
+            sys.stdout,
+            interval=args.interval,
+            header=endpoint.header,
+            once=args.once,
+        )
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

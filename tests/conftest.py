@@ -103,3 +103,101 @@ def mosquitto(tmp_path: Path):  # type: ignore[no-untyped-def]
     broker.start()
     yield broker
     broker.stop()
+
+
+class Prometheus:
+    """A real Prometheus server on 127.0.0.1 that scrapes the targets it is given, fast."""
+
+    def __init__(self, workdir: Path) -> None:
+        import shutil
+
+        exe = shutil.which("prometheus") or "/usr/bin/prometheus"
+        if not Path(exe).exists():
+            pytest.fail("prometheus is not installed (./test.sh installs it with apt-get)")
+        self.exe = exe
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "prometheus.log"
+
+    def start(
+        self, targets: list[str], scheme: str = "http", interval: str = "250ms", **job: object
+    ) -> None:
+        """Scrape `targets` (`host:port`) every `interval` as job `edgewax`; `job` adds to the
+        scrape config (e.g. `basic_auth={...}`, `tls_config={"ca_file": ...}`)."""
+        import json
+
+        conf = self.workdir / "prometheus.yml"
+        config = {
+            "global": {"scrape_interval": interval, "scrape_timeout": interval},
+            "scrape_configs": [
+                {
+                    "job_name": "edgewax",
+                    "scheme": scheme,
+                    "static_configs": [{"targets": targets}],
+                    **job,
+                }
+            ],
+        }
+        conf.write_text(json.dumps(config))  # JSON is YAML
+        self.proc = subprocess.Popen(
+            [
+                self.exe,
+                f"--config.file={conf}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
+        )
+        wait_for_port(self.port, timeout=30)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        """Until `/-/ready` says 200: the port opens before the storage is ready for queries."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Prometheus not ready; see {self.log}")
+            time.sleep(0.1)
+
+    def query(self, promql: str) -> list[dict[str, object]]:
+        """The result of an instant query (`/api/v1/query`): `[{metric: {...}, value: [t, v]}]`."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A Prometheus server to `start(targets)`, then `query(promql)`; stopped after the test."""
+    server = Prometheus(tmp_path)
+    yield server
+    server.stop()

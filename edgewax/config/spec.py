@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from edgewax.config.diagnostics import ConfigError, Diagnostic, Mark, did_you_mean, one_of
 from edgewax.config.loader import YList, YMap, load_yaml_text, read_text
@@ -44,6 +44,49 @@ class DeadLetterSettings(BaseModel):
     )
 
 
+class MetricsAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str = Field(min_length=1, description="User name Prometheus sends.")
+    password: SecretStr = Field(
+        min_length=1,
+        description="Password; give it as `${ENV_VAR}`, never in the file. Never logged.",
+    )
+
+
+class MetricsTLS(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert: str = Field(description="PEM certificate (chain), relative to the config file's folder.")
+    key: str = Field(description="PEM private key, relative to the config file's folder.")
+
+
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Serve the endpoint while `edgewax run` runs.")
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Address to listen on; `0.0.0.0` (all interfaces) only when you mean it.",
+    )
+    port: int = Field(9464, ge=1, le=65535, description="TCP port.")
+    path: str = Field(
+        "/metrics", pattern=r"^/[^?#\s]*$", description="Path of the Prometheus exposition."
+    )
+    auth: MetricsAuth | None = Field(
+        None, description="HTTP basic auth for `/metrics` and `/readyz` (`/healthz` stays open)."
+    )
+    tls: MetricsTLS | None = Field(None, description="Serve HTTPS with this certificate and key.")
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_probe(cls, path: str) -> str:
+        if path in ("/healthz", "/readyz"):
+            raise ValueError(f"{path} is the endpoint's own; pick another path, e.g. /metrics")
+        return path
+
+
 class Settings(BaseModel):
     """Settings for the whole file."""
 
@@ -59,6 +102,12 @@ class Settings(BaseModel):
     )
     dead_letter: DeadLetterSettings = Field(
         default_factory=DeadLetterSettings, description="Where dead letters go."
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings,
+        description="The HTTP endpoint of a run: Prometheus `/metrics`, `/healthz`, `/readyz` "
+        "(`{enabled, host, port, path, auth: {username, password}, tls: {cert, key}}`); "
+        "default 127.0.0.1:9464.",
     )
 
 
@@ -162,6 +211,8 @@ def validate(data: Any, file: str, base_dir: Path, sha256: str) -> Spec:
                 settings = Settings.model_validate(dict(raw_settings))
             except ValidationError as e:
                 _report_pydantic(report, e, raw_settings, Settings, "setting", prefix="settings.")
+            else:
+                _check_metrics_files(report, settings, raw_settings, base_dir)
 
     pipelines: dict[str, PipelineSpec] = {}
     raw_pipes = data.get("pipelines")
@@ -185,6 +236,22 @@ def validate(data: Any, file: str, base_dir: Path, sha256: str) -> Spec:
     if report.items:
         raise ConfigError(report.items)
     return Spec(file, base_dir, settings, pipelines, sha256)
+
+
+def _check_metrics_files(report: _Report, settings: Settings, raw: YMap, base_dir: Path) -> None:
+    """The endpoint's TLS files must exist now, not fail the run after it started."""
+    tls = settings.metrics.tls
+    if tls is None:
+        return
+    for name in ("cert", "key"):
+        value = getattr(tls, name)
+        path = Path(value).expanduser()
+        if not (path if path.is_absolute() else base_dir / path).is_file():
+            report.add(
+                _locate(raw, ("metrics", "tls", name)),
+                f"setting `settings.metrics.tls.{name}`: no file at `{value}`",
+                "paths are relative to the config file's folder",
+            )
 
 
 def _unknown_keys(

@@ -13,6 +13,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
+from edgewax import __version__
 from edgewax.config.spec import PipelineSpec, Spec, split_ref
 from edgewax.errors import EdgewaxError
 from edgewax.flows.deadletters import DeadLetters
@@ -67,6 +68,7 @@ def compile_spec(
     chosen = select_pipelines(spec, pipelines)
     flow = Dataflow("edgewax")
     compiled = Compiled(flow, spec, chosen, metrics, dead_letters, stop)
+    metrics.build_info.labels(__version__, spec.sha256).set(1)
     for pipeline in chosen:
         _compile_pipeline(compiled, pipeline)
     return compiled
@@ -79,6 +81,7 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
         sid = step_id(pipeline.name, n.id)
         stats = c.metrics.node(pipeline.name, n.id, n.type_name)
         c.stats[(pipeline.name, n.id)] = stats
+        c.metrics.node_info.labels(pipeline.name, n.id, n.type_name, n.cls.kind).set(1)
         ctx = NodeContext(
             pipeline=pipeline.name,
             node_id=n.id,

@@ -7,6 +7,7 @@ close, exit 0); a second exits at once.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -18,12 +19,18 @@ from datetime import timedelta
 
 from bytewax._bytewax import cli_main
 
+from edgewax.config.spec import MetricsSettings
 from edgewax.errors import EdgewaxError
 from edgewax.flows.compiler import Compiled
+from edgewax.metrics.server import MetricsServer
 
 log = logging.getLogger("edgewax.run")
 
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+ENGINE_API_ENV = "BYTEWAX_DATAFLOW_API_ENABLED"
+"""Bytewax 0.21 starts its own dataflow API (with engine metrics) on 0.0.0.0:3030 when this is set
+to anything; it has no bind option, so it stays off unless `--engine-metrics` asks for it."""
 
 
 @dataclass
@@ -93,13 +100,24 @@ def run(
     workers: int = 1,
     handle_signals: bool = True,
     epoch_interval: float = 10.0,
+    metrics: MetricsSettings | None = None,
+    metrics_required: bool = True,
+    engine_metrics: bool = False,
 ) -> RunResult:
-    """Run until every source ends or a signal stops them; raise EdgewaxError for a user's fault."""
+    """Run until every source ends or a signal stops them; raise EdgewaxError for a user's fault.
+
+    With `metrics` (the CLI passes `settings.metrics`), `/metrics`, `/healthz` and `/readyz` are
+    served for the life of the run; if the address is taken, that is an error when
+    `metrics_required` (the port was configured), else a warning and the run goes on without.
+    """
     started = time.monotonic()
+    _engine_api(engine_metrics, compiled)
+    server = _serve_metrics(compiled, metrics, metrics_required)
     for p in compiled.pipelines:
         compiled.metrics.up.labels(p.name).set(1)
-    watch = _SignalWatch(compiled.stop) if handle_signals else None
+    watch = None
     try:
+        watch = _SignalWatch(compiled.stop) if handle_signals else None
         cli_main(  # type: ignore[no-untyped-call]
             compiled.flow,
             workers_per_process=workers,
@@ -116,7 +134,68 @@ def run(
             compiled.metrics.up.labels(p.name).set(0)
         if watch is not None:
             watch.close()
+        if server is not None:
+            server.stop()
     return RunResult(time.monotonic() - started, bool(watch and watch.signalled))
+
+
+def _serve_metrics(
+    compiled: Compiled, settings: MetricsSettings | None, required: bool
+) -> MetricsServer | None:
+    if settings is None or not settings.enabled:
+        return None
+    server = MetricsServer(
+        settings,
+        compiled.metrics.registry,
+        compiled.health,
+        base_dir=compiled.spec.base_dir,
+        stopping=compiled.stop.is_set,
+    )
+    try:
+        server.start()
+    except EdgewaxError as e:
+        if required:
+            raise
+        log.warning("%s; running without it", e)
+        return None
+    log.info("metrics on %s (and /healthz, /readyz)", server.url())
+    if not _loopback(server.host):
+        if settings.auth is None:
+            log.warning(
+                "the metrics endpoint listens on %s without auth: anyone who can reach this "
+                "address can read it",
+                server.host,
+            )
+        elif settings.tls is None:
+            log.warning(
+                "the metrics endpoint listens on %s with basic auth but without TLS: the "
+                "password crosses the network in clear text",
+                server.host,
+            )
+    return server
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _engine_api(enabled: bool, compiled: Compiled) -> None:
+    """Bytewax's own API server: off unless asked for, because it binds every interface."""
+    if not enabled:
+        os.environ.pop(ENGINE_API_ENV, None)
+        return
+    state = compiled.spec.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    os.environ[ENGINE_API_ENV] = "true"
+    # It writes the dataflow's JSON there; keep it in the state folder, not the working folder.
+    os.environ.setdefault("BYTEWAX_DATAFLOW_API_CACHE_PATH", str(state))
+    log.warning(
+        "--engine-metrics: Bytewax's dataflow API listens on 0.0.0.0:3030, every interface, "
+        "with no auth; use it only on a trusted network"
+    )
 
 
 def _user_error(e: BaseException) -> EdgewaxError | None:

@@ -1,17 +1,31 @@
 """The Prometheus metrics every node shares, so one dashboard fits any pipeline.
 
 The compiler binds one `NodeStats` per node; nodes count per batch (one `inc(n)` a batch, never
-one an item), which keeps counting off the profile.
+one an item), which keeps counting off the profile. Every family is listed, with its labels, in the
+README's metrics reference; `edgewax.metrics.server` serves them, `edgewax.metrics.status` reads
+them back for the live view and `edgewax top`.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.metrics import MetricWrapperBase
+
+# The `*_created` series double every counter and histogram for a start time nobody graphs
+# (`process_start_time_seconds` says it once); this is process-wide, like the registry's use.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 NODE_LABELS = ("pipeline", "node", "type")
 
@@ -66,6 +80,32 @@ class Metrics:
             registry=r,
         )
         self.up = Gauge("edgewax_up", "1 while the pipeline runs.", ("pipeline",), registry=r)
+        self.build_info = Gauge(
+            "edgewax_build_info",
+            "Always 1: the edgewax version and the sha256 of the config file's text.",
+            ("version", "config_sha256"),
+            registry=r,
+        )
+        self.node_info = Gauge(
+            "edgewax_node_info",
+            "Always 1: one series per node, with its kind (source, transform, sink).",
+            (*NODE_LABELS, "kind"),
+            registry=r,
+        )
+        self.last_error = Gauge(
+            "edgewax_node_last_error_timestamp_seconds",
+            "When a node last dead-lettered an event, by reason (epoch seconds).",
+            (*NODE_LABELS, "reason"),
+            registry=r,
+        )
+        self.source_progress = Gauge(
+            "edgewax_source_progress_ratio",
+            "How far a finite source (a file replay, a counted stream) has got, 0 to 1.",
+            NODE_LABELS,
+            registry=r,
+        )
+        # CPU, resident memory, open files: what an edge box's operator checks first.
+        ProcessCollector(registry=r)
         self._families: dict[str, tuple[Kind, tuple[str, ...], MetricWrapperBase]] = {}
         self._lock = threading.Lock()
 
@@ -109,11 +149,33 @@ class NodeStats:
         self.received = metrics.received.labels(*labels)
         self.sent = metrics.sent.labels(*labels)
         self.errors = metrics.errors.labels(*labels)
-        self.source_bytes = metrics.source_bytes.labels(*labels)
-        self.sink_bytes = metrics.sink_bytes.labels(*labels)
         self.dead_letters = metrics.dead_letters.labels(labels[0])
         self._discarded: dict[str, Counter] = {}
+        self._source_bytes: Counter | None = None
+        self._sink_bytes: Counter | None = None
         self._lock = threading.Lock()
+
+    # Made on first use, so that only sources show `edgewax_source_bytes_total` (and only sinks
+    # the sink bytes): a series that is always 0 for most nodes is noise on every scrape.
+    @property
+    def source_bytes(self) -> Counter:
+        if self._source_bytes is None:
+            self._source_bytes = self._metrics.source_bytes.labels(*self.labels)
+        return self._source_bytes
+
+    @property
+    def sink_bytes(self) -> Counter:
+        if self._sink_bytes is None:
+            self._sink_bytes = self._metrics.sink_bytes.labels(*self.labels)
+        return self._sink_bytes
+
+    def error_seen(self, reason: str) -> None:
+        """Stamp the time of this node's latest dead letter (the live view's `last error`)."""
+        self._metrics.last_error.labels(*self.labels, reason).set(time.time())
+
+    def progress(self) -> Gauge:
+        """This node's `edgewax_source_progress_ratio` (finite sources set it, 0 to 1)."""
+        return self._metrics.source_progress.labels(*self.labels)
 
     def discard(self, reason: str, n: int = 1) -> None:
         """Count `n` events dropped for `reason` (a short snake_case word)."""

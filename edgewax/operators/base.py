@@ -95,6 +95,7 @@ class NodeContext:
         self.stats.errors.inc()
         self.stats.dead_letters.inc()
         self.stats.discard(reason)
+        self.stats.error_seen(reason)
         self.dead_letters.put(self.pipeline, self.node_id, reason, error, event)
 
 

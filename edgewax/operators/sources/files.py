@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import threading
 import time
 from collections.abc import Callable
 from itertools import islice
@@ -19,6 +20,7 @@ from pydantic import Field
 
 from edgewax.errors import EdgewaxError
 from edgewax.events import Event, event_time
+from edgewax.health import Check
 from edgewax.operators.base import (
     BASE_FIELDS,
     FieldInfo,
@@ -29,13 +31,19 @@ from edgewax.operators.base import (
     Source,
 )
 from edgewax.operators.registry import register
-from edgewax.operators.sources.partitions import BATCH, EventPartition, PartitionedSource
+from edgewax.operators.sources.partitions import (
+    BATCH,
+    EventPartition,
+    PartitionedSource,
+    SourceProgress,
+)
 
 
 class FileSourceOptions(NodeOptions):
     path: str = Field(
         description="File to replay, relative to the config file's folder; a glob such as "
-        "`data/*.jsonl` reads each match as its own partition (workers split them)."
+        "`data/*.jsonl` reads each match as its own partition (workers split them). A named "
+        "pipe works too: the source opens when a writer does (until then `/readyz` says 503)."
     )
     time_field: str | None = Field(
         "ts",
@@ -59,43 +67,109 @@ class FileSourceOptions(NodeOptions):
     )
 
 
+def _readable(path: Path) -> bool:
+    """A regular file, or a named pipe another process writes records into."""
+    return path.is_file() or path.is_fifo()
+
+
 def _files(pattern: str, base_dir: Path) -> list[Path]:
     path = Path(pattern).expanduser()
     if not path.is_absolute():
         path = base_dir / path
     if glob.has_magic(str(path)):
-        return sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-    return [path] if path.is_file() else []
+        return sorted(Path(p) for p in glob.glob(str(path)) if _readable(Path(p)))
+    return [path] if _readable(path) else []
+
+
+class _OpenFiles:
+    """The node's readiness check: ready once every file it replays is open.
+
+    Opening a named pipe waits for its writer, so until then `/readyz` says which file waits.
+    """
+
+    def __init__(self, check: Check, count: int) -> None:
+        self.check = check
+        self.count = count
+        self.opened = 0
+        self._lock = threading.Lock()
+        check.fail(f"{count} file(s) not opened yet")
+
+    def opening(self, path: Path) -> None:
+        with self._lock:
+            if self.opened < self.count:
+                self.check.fail(f"opening {path}")
+
+    def open(self, path: Path) -> None:
+        with self._lock:
+            self.opened += 1
+            if self.opened >= self.count:
+                self.check.ok(f"{self.count} file(s) open")
+            else:
+                self.check.fail(f"{self.opened} of {self.count} files open")
+
+    def failed(self, path: Path, error: OSError) -> None:
+        with self._lock:
+            self.check.fail(f"cannot open {path}: {error.strerror or error}")
 
 
 class _FilePartition(EventPartition):
-    def __init__(self, ctx: NodeContext, path: Path, options: FileSourceOptions) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        path: Path,
+        options: FileSourceOptions,
+        opened: _OpenFiles | None = None,
+        progress: SourceProgress | None = None,
+        part: str = "",
+    ) -> None:
         super().__init__(ctx, options.speed, options.batch_size)
         self.path = path
         self.options = options
         self.default_key = options.key or path.stem
-        self.file = open(path, "rb")  # noqa: SIM115 - open for the partition's life
+        if opened is not None:
+            opened.opening(path)
+        try:
+            self.file = open(path, "rb")  # noqa: SIM115 - open for the partition's life
+        except OSError as e:
+            if opened is not None:
+                opened.failed(path, e)
+            raise EdgewaxError(
+                f"node {ctx.node_id}: cannot open `{path}`: {e.strerror or e}"
+            ) from None
+        if opened is not None:
+            opened.open(path)
+        self._seekable = not path.is_fifo()
+        self.progress = progress
+        self.part = part
         self.line_no = 0
         self._received = ctx.stats.received.inc
         self._bytes = ctx.stats.source_bytes.inc
 
     def tell(self) -> Any:
-        return (self.file.tell(), self.line_no)
+        return (self.file.tell() if self._seekable else 0, self.line_no)
+
+    def position(self) -> float:
+        return float(self.file.tell()) if self._seekable else 0.0
 
     def seek(self, position: Any) -> None:
         offset, self.line_no = position
-        self.file.seek(offset)
+        if self._seekable:
+            self.file.seek(offset)
 
     def close(self) -> None:
         self.file.close()
 
     def _lines(self, n: int) -> list[bytes]:
-        start = self.file.tell()
+        seekable = self._seekable
+        start = self.file.tell() if seekable else 0
         lines = list(islice(self.file, n))
         if not lines:
             raise StopIteration
         self._received(len(lines))
-        self._bytes(self.file.tell() - start)
+        if seekable:
+            self._bytes(self.file.tell() - start)
+        else:
+            self._bytes(sum(map(len, lines)))
         return lines
 
     def _finish(self, rec: dict[str, Any]) -> Event:
@@ -161,8 +235,16 @@ class _JsonlPartition(_FilePartition):
 
 
 class _CsvPartition(_FilePartition):
-    def __init__(self, ctx: NodeContext, path: Path, options: CsvOptions) -> None:
-        super().__init__(ctx, path, options)
+    def __init__(
+        self,
+        ctx: NodeContext,
+        path: Path,
+        options: CsvOptions,
+        opened: _OpenFiles | None = None,
+        progress: SourceProgress | None = None,
+        part: str = "",
+    ) -> None:
+        super().__init__(ctx, path, options, opened, progress, part)
         self.csv_options = options
         header = self.file.readline()
         self.header = next(csv.reader([header.decode("utf-8-sig")], delimiter=options.delimiter))
@@ -264,10 +346,23 @@ class _FileSource(Source):
         if not files:
             raise EdgewaxError(f"node {self.ctx.node_id}: no file at `{self.options.path}`")
         base = self.ctx.base_dir
-        return PartitionedSource({_part_name(p, base): self._factory(p) for p in files})
+        ctx = self.ctx
+        opened = _OpenFiles(ctx.health.check(f"{ctx.pipeline}/{ctx.node_id}", "source"), len(files))
+        names = {p: _part_name(p, base) for p in files}
+        # A named pipe has no size, so a replay that reads one has no progress to show.
+        progress = (
+            SourceProgress(ctx.stats, {names[p]: float(p.stat().st_size) for p in files})
+            if all(p.is_file() for p in files)
+            else None
+        )
+        return PartitionedSource(
+            {names[p]: self._factory(p, names[p], opened, progress) for p in files}
+        )
 
-    def _factory(self, path: Path) -> Callable[[], EventPartition]:
-        return lambda: self.partition(self.ctx, path, self.options)
+    def _factory(
+        self, path: Path, part: str, opened: _OpenFiles, progress: SourceProgress | None
+    ) -> Callable[[], EventPartition]:
+        return lambda: self.partition(self.ctx, path, self.options, opened, progress, part)
 
 
 def _part_name(path: Path, base: Path) -> str:
@@ -333,6 +428,8 @@ class CsvSource(_FileSource):
 
 
 def _csv_fields(path: Path, options: CsvOptions) -> Fields:
+    if path.is_fifo():
+        return None  # reading its header would take it from the run (and wait for a writer)
     try:
         with open(path, encoding="utf-8-sig") as f:
             header = next(csv.reader([f.readline()], delimiter=options.delimiter))

@@ -8,6 +8,7 @@ This class adds, once for every source: stopping on SIGTERM, pacing (`speed`: 0 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from edgewax.events import Event
+from edgewax.metrics import NodeStats
 from edgewax.operators.base import NodeContext
 
 BATCH = 1000
@@ -26,7 +28,14 @@ _MAX_SLEEP = 0.2
 
 
 class EventPartition(StatefulSourcePartition[Event, Any]):
-    """One partition of a source. Subclasses implement `read`, `tell` and `seek`."""
+    """One partition of a source. Subclasses implement `read`, `tell` and `seek`.
+
+    A finite source shows how far it has got by setting `progress` (its node's `SourceProgress`)
+    and `part`, and implementing `position()`; it is reported once a batch, by emitted events.
+    """
+
+    progress: SourceProgress | None = None
+    part: str = ""
 
     def __init__(self, ctx: NodeContext, speed: float = 0.0, batch_size: int = BATCH) -> None:
         self.ctx = ctx
@@ -39,6 +48,7 @@ class EventPartition(StatefulSourcePartition[Event, Any]):
         self._chunk_start: Any = None
         self._t0: float | None = None
         self._w0 = 0.0
+        self._span = (0.0, 0.0)
 
     def read(self, n: int) -> list[Event]:
         raise NotImplementedError
@@ -48,6 +58,18 @@ class EventPartition(StatefulSourcePartition[Event, Any]):
 
     def seek(self, position: Any) -> None:
         raise NotImplementedError
+
+    def position(self) -> float:
+        """Where the source is, in the units of its progress total (bytes, samples)."""
+        return 0.0
+
+    def _read(self, n: int) -> list[Event]:
+        try:
+            return self.read(n)
+        except StopIteration:
+            if self.progress is not None:
+                self.progress.finish(self.part)
+            raise
 
     def resume(self, state: Any) -> None:
         """Continue from a `snapshot()`: seek to the chunk, then skip what was already emitted."""
@@ -61,14 +83,20 @@ class EventPartition(StatefulSourcePartition[Event, Any]):
     def next_batch(self) -> list[Event]:
         if self.ctx.stop.is_set():
             raise StopIteration
+        progress = self.progress
         if self.speed <= 0:
-            batch = self.read(self.batch_size)
+            batch = self._read(self.batch_size)
             self._sent(len(batch))
+            if progress is not None:
+                progress.update(self.part, self.position())
             return batch
         if self._cursor >= len(self._pending):
             self._chunk_start = self.tell()
-            self._pending = self.read(self.batch_size)
+            p0 = self.position() if progress is not None else 0.0
+            self._pending = self._read(self.batch_size)
             self._cursor = 0
+            if progress is not None:
+                self._span = (p0, self.position())
             if not self._pending:
                 return []
             if self._t0 is None:
@@ -83,6 +111,10 @@ class EventPartition(StatefulSourcePartition[Event, Any]):
             i += 1
         self._cursor = i
         self._sent(i - start)
+        if progress is not None and i > start:
+            # Paced replays read a chunk ahead: count the part of it emitted so far.
+            p0, p1 = self._span
+            progress.update(self.part, p0 + (p1 - p0) * i / end)
         return pending[start:i]
 
     def next_awake(self) -> datetime | None:
@@ -96,6 +128,38 @@ class EventPartition(StatefulSourcePartition[Event, Any]):
         if self._cursor < len(self._pending):
             return (self._chunk_start, self._cursor)
         return (self.tell(), 0)
+
+
+class SourceProgress:
+    """How far a finite source has got over all its partitions: one 0..1 gauge for the node.
+
+    Made when the source is built (it knows every partition's total then: a file's size, a
+    stream's sample count); each partition reports its position per batch, never per event.
+
+    >>> from edgewax.metrics import Metrics
+    >>> stats = Metrics().node("p", "rec", "source.jsonl")
+    >>> progress = SourceProgress(stats, {"a.jsonl": 100, "b.jsonl": 300})
+    >>> progress.update("a.jsonl", 100); progress.update("b.jsonl", 100)
+    >>> stats.progress()._value.get()
+    0.5
+    """
+
+    def __init__(self, stats: NodeStats, totals: dict[str, float]) -> None:
+        self._gauge = stats.progress()
+        self._totals = dict(totals)
+        self._total = float(sum(totals.values()))
+        self._done = dict.fromkeys(totals, 0.0)
+        self._lock = threading.Lock()
+        self._gauge.set(0.0)
+
+    def update(self, part: str, done: float) -> None:
+        with self._lock:
+            self._done[part] = min(float(done), self._totals.get(part, 0.0))
+            ratio = sum(self._done.values()) / self._total if self._total > 0 else 1.0
+        self._gauge.set(ratio)
+
+    def finish(self, part: str) -> None:
+        self.update(part, self._totals.get(part, 0.0))
 
 
 class PartitionedSource(FixedPartitionedSource[Event, Any]):

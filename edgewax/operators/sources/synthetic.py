@@ -26,7 +26,12 @@ from edgewax.operators.base import (
     Source,
 )
 from edgewax.operators.registry import register
-from edgewax.operators.sources.partitions import BATCH, EventPartition, PartitionedSource
+from edgewax.operators.sources.partitions import (
+    BATCH,
+    EventPartition,
+    PartitionedSource,
+    SourceProgress,
+)
 from edgewax.operators.sources.signals import SIGNALS, Fault, Generator
 
 
@@ -104,8 +109,26 @@ class SyntheticOptions(NodeOptions):
         return start
 
 
+def _total(options: SyntheticOptions) -> float:
+    """Samples per key: `count` and/or `duration`, whichever ends first; inf when neither."""
+    rate = options.rate_hz or SIGNALS[options.signal].default_rate_hz
+    total = math.inf
+    if options.count is not None:
+        total = options.count
+    if options.duration is not None:
+        total = min(total, math.ceil(options.duration * rate))
+    return total
+
+
 class _SyntheticPartition(EventPartition):
-    def __init__(self, ctx: NodeContext, key: str, options: SyntheticOptions, start: float) -> None:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        key: str,
+        options: SyntheticOptions,
+        start: float,
+        progress: SourceProgress | None = None,
+    ) -> None:
         super().__init__(ctx, options.speed, BATCH)
         spec = SIGNALS[options.signal]
         rate = options.rate_hz or spec.default_rate_hz
@@ -115,18 +138,18 @@ class _SyntheticPartition(EventPartition):
         self.start = start
         self.fields = spec.fields
         self.label = options.label_faults
-        total = math.inf
-        if options.count is not None:
-            total = options.count
-        if options.duration is not None:
-            total = min(total, math.ceil(options.duration * rate))
-        self.total = total
+        self.total = _total(options)
+        self.progress = progress
+        self.part = key
         self.index = 0
         self._received = ctx.stats.received.inc
         self._bytes = ctx.stats.source_bytes.inc
 
     def tell(self) -> Any:
         return self.index
+
+    def position(self) -> float:
+        return float(self.index)
 
     def seek(self, position: Any) -> None:
         self.index = int(position)
@@ -183,7 +206,18 @@ class SyntheticSensor(Source):
     def source(self) -> PartitionedSource:
         o: SyntheticOptions = self.options
         start = event_time(o.start) if o.start is not None else float(np.floor(time.time()))
-        return PartitionedSource({key: self._factory(key, start) for key in o.keys})
+        ctx = self.ctx
+        # Nothing to open: ready from the start.
+        ctx.health.check(f"{ctx.pipeline}/{ctx.node_id}", "source", ready=True).ok("synthetic")
+        total = _total(o)
+        progress = (
+            SourceProgress(ctx.stats, dict.fromkeys(o.keys, float(total)))
+            if math.isfinite(total)
+            else None
+        )
+        return PartitionedSource({key: self._factory(key, start, progress) for key in o.keys})
 
-    def _factory(self, key: str, start: float) -> Callable[[], EventPartition]:
-        return lambda: _SyntheticPartition(self.ctx, key, self.options, start)
+    def _factory(
+        self, key: str, start: float, progress: SourceProgress | None
+    ) -> Callable[[], EventPartition]:
+        return lambda: _SyntheticPartition(self.ctx, key, self.options, start, progress)
