@@ -354,7 +354,7 @@ def test_outbox_full_drops_by_policy(tmp_path: Path, policy: str) -> None:
         server.start()
         assert box.flush(10)
         kept = events[:10] if policy == "drop_newest" else events[10:]
-        assert set(server.ids) == _ids(kept)
+        assert set(server.ids) == _ids(kept), [e["seq"] for e in server.events]
     finally:
         box.close(0)
         server.stop()

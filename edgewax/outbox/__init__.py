@@ -16,6 +16,7 @@ at-least-once (a batch in flight when the process dies is sent again).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,11 +32,12 @@ from edgewax.events import Event, encode
 from edgewax.operators.base import NodeContext
 from edgewax.outbox.compact import summarize, window_of
 from edgewax.outbox.options import BackoffOptions, CompactOptions, OutboxOptions
-from edgewax.outbox.store import Item, Row, Store
+from edgewax.outbox.store import Event4, Item, Store
 
 __all__ = ["Item", "Outbox", "OutboxOptions", "Outcome", "Transport", "event_id"]
 
 log = logging.getLogger("edgewax.outbox")
+_blake2b = hashlib.blake2b
 
 DELIVERY_BUCKETS = (
     0.005,
@@ -64,19 +66,20 @@ def event_id(scope: bytes, text: str) -> str:
     """The id of an event whose compact JSON is `text`, for the sink named by `scope`.
 
     >>> event_id(b"p/cloud", '{"ts":1.0,"key":"a"}')
-    '1c10b600329ae32fbdb2f8fa3b2641b6'
+    '018e12e35c67717bdd308aa616dbad33'
     """
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16, key=scope[:64]).hexdigest()
+    return _blake2b(scope + b"\0" + text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def stamp(scope: bytes, event: Event) -> tuple[str, bytes]:
-    """The event's id and its JSON (with `event_id` as the first field, unless it had one)."""
-    text = encode(event)
+def stamp(scope: bytes, event: Event) -> tuple[bytes, bytes]:
+    """The event's 16-byte id and its JSON (with `event_id` as the first field, unless the
+    event had a text `event_id` already: then the id is a hash of that)."""
+    data = encode(event).encode("utf-8")
     eid = event.get("event_id")
-    if isinstance(eid, str) and eid:
-        return eid, text.encode("utf-8")
-    eid = event_id(scope, text)
-    return eid, ('{"event_id":"' + eid + '",' + text[1:]).encode("utf-8")
+    if eid.__class__ is str and eid:
+        return _blake2b(eid.encode("utf-8"), digest_size=16).digest(), data
+    digest = _blake2b(scope + b"\0" + data, digest_size=16).digest()
+    return digest, b'{"event_id":"' + digest.hex().encode() + b'",' + data[1:]
 
 
 @dataclass
@@ -102,6 +105,8 @@ class Transport:
     max_bytes: int = 1_000_000
     linger: float = 0.0
     label: str = "remote"
+    routed: bool = False
+    """True when `route` gives each event its own destination (else it is not called)."""
     """Value of the `sink` label of `edgewax_egress_bytes`."""
 
     def route(self, event: Event) -> str | None:
@@ -188,7 +193,13 @@ class Outbox:
         self.transport = transport
         self.scope = f"{ctx.pipeline}/{ctx.node_id}".encode()
         self.path = path or ctx.state_dir / "outbox" / f"{ctx.pipeline}.{ctx.node_id}.db"
-        self.store = Store(self.path, opts.max_bytes, opts.sync)
+        self.store = Store(
+            self.path,
+            opts.max_bytes,
+            opts.sync,
+            transport.max_events,
+            newest_first=opts.order == "newest_first",
+        )
         self.meters = _Meters(ctx, transport.label)
         self.check = ctx.health.check(f"{ctx.pipeline}/{ctx.node_id}", "sink")
         self.check.ok("outbox accepting")
@@ -207,36 +218,34 @@ class Outbox:
         self._thread.start()
 
     # -- accepting --------------------------------------------------------------------------
-    def rows(self, batch: list[Event]) -> list[Row]:
+    def rows(self, batch: list[Event]) -> list[Event4]:
         """Encode a batch; events whose route cannot be made are dead-lettered."""
-        now = time.time()
+        scope = self.scope
+        if self._priority is None and not self.transport.routed:
+            try:  # the common case: one tight loop for the whole batch
+                out: list[Event4] = []
+                append = out.append
+                for e in batch:
+                    key, payload = stamp(scope, e)
+                    append((key, 0, None, payload))
+                return out
+            except Exception:
+                pass  # find and dead-letter the bad events one by one below
         route = self.transport.route
         prio = self._priority
-        scope = self.scope
-        rows = []
+        rows: list[Event4] = []
         for e in batch:
             try:
                 r = route(e)
                 p = 1 if prio is not None and _truthy(prio, e) else 0
-                eid, payload = stamp(scope, e)
+                key, payload = stamp(scope, e)
             except Exception as exc:
                 from edgewax.operators.base import failure_reason
 
                 reason, message = failure_reason(exc)
                 self.ctx.dead_letter(reason, message, e)
                 continue
-            ts = e.get("ts")
-            rows.append(
-                Row(
-                    eid,
-                    p,
-                    now,
-                    float(ts) if isinstance(ts, (int, float)) else None,
-                    str(e.get("key")),
-                    r,
-                    payload,
-                )
-            )
+            rows.append((key, p, r, payload))
         return rows
 
     def put(self, batch: list[Event]) -> int:
@@ -244,24 +253,27 @@ class Outbox:
         rows = self.rows(batch)
         policy = self.opts.when_full
         accepted = 0
+        now = time.time()
         while rows:
-            res = self.store.put(rows, policy)
+            res = self.store.put(rows, now, policy)
             accepted += res.accepted
             self.meters.dropped("full", res.dropped_oldest)
             if res.rest == 0:
                 break
-            rows = rows[len(rows) - res.rest :]
             if policy == "drop_newest" or self.ctx.stop.is_set() or self._closing.is_set():
-                self.meters.dropped("full", len(rows))
+                self.meters.dropped("full", res.rest)
                 break
-            # block: hold the pipeline until the drain makes room.
+            # block: hold the pipeline until the drain makes room (accepted ones are now
+            # known ids, so putting the whole list again only adds the rest).
             self.check.fail("outbox full and the sink is not taking events")
             self._wake.set()
             with self._room:
                 self._room.wait(0.2)
         if self.store.depth:
             self._wake.set()
-        self._gauges()
+        m = self.meters
+        m.depth.set(self.store.depth)
+        m.bytes.set(self.store.bytes)
         if policy == "block" and self.store.bytes < self.store.max_bytes:
             self.check.ok(self._status())
         return accepted
@@ -281,11 +293,7 @@ class Outbox:
                 self._sleep(min(wait_until, next_house) - now)
                 continue
             try:
-                items = self.store.take(
-                    self.transport.max_events,
-                    self.transport.max_bytes,
-                    self.opts.order == "newest_first",
-                )
+                items = self.store.take(self.transport.max_events, self.transport.max_bytes)
             except Exception as e:  # a broken disk: log, wait, try again
                 log.error("outbox %s: cannot read the queue: %s", self.path, e)
                 wait_until = time.monotonic() + 1.0
@@ -322,20 +330,17 @@ class Outbox:
             m.egress.inc(out.egress_bytes)
             self.ctx.stats.sink_bytes.inc(out.egress_bytes)
         now = time.time()
-        done = [items[i] for i in out.acked]
-        if done:
-            self.store.finish(done, "sent")
-            m.sent.inc(len(done))
-            self.ctx.stats.sent.inc(len(done))
-            obs = m.latency.observe
-            for it in done:
-                obs(now - it.enq)
-        if out.rejected:
-            bad = [items[i] for i, _ in out.rejected]
-            self.store.finish(bad, "rejected")
-            for (_, why), it in zip(out.rejected, bad):
-                self._reject(it, why)
-        failed = len(items) - len(done) - len(out.rejected)
+        finished = set(out.acked) | {i for i, _ in out.rejected}
+        self.store.settle(items, finished, "sent" if out.acked else "rejected")
+        if out.acked:
+            m.sent.inc(len(out.acked))
+            self.ctx.stats.sent.inc(len(out.acked))
+            # One observation per row (events accepted together share their enqueue time).
+            for enq in {items[i].enq for i in out.acked}:
+                m.latency.observe(now - enq)
+        for i, why in out.rejected:
+            self._reject(items[i], why)
+        failed = len(items) - len(finished)
         with self._room:
             self._room.notify_all()
         if failed and out.error is not None:
@@ -408,7 +413,7 @@ class Outbox:
                 self.meters.dropped("ttl", self.store.expire(now - o.max_age))
             if o.compact is not None and self.offline_since is not None:
                 self._compact(o.compact, now)
-            self.store.forget(now - o.dedup_window)
+            self.store.forget(now - o.dedup_window, o.dedup_max_ids)
         except Exception as e:
             log.error("outbox %s: housekeeping failed: %s", self.path, e)
         self._tick_offline(time.monotonic())
@@ -420,32 +425,29 @@ class Outbox:
         rows = self.store.old_rows(now - c.after)
         if not rows:
             return
-        groups: dict[tuple[str, float], list[tuple[Any, ...]]] = {}
-        for r in rows:
-            ts = r[3] if r[3] is not None else 0.0
-            groups.setdefault((str(r[4]), window_of(ts, c.window)), []).append(r)
-        summaries = []
-        for members in groups.values():
-            events = [json.loads(m[6]) for m in members]
-            (s,) = summarize(events, c)
-            ids = ",".join(sorted(e.get("event_id", "") for e in events))
-            eid = event_id(self.scope + b"#summary", ids)
-            s = {"event_id": eid, **s, "events": len(events)}
-            try:
-                route = self.transport.route(s)
-            except Exception:
-                route = members[0][5]
-            summaries.append(
-                Row(
-                    eid,
-                    max(m[1] for m in members),
-                    min(m[2] for m in members),
-                    s["ts"],
-                    s["key"],
-                    route,
-                    encode(s).encode("utf-8"),
+        groups: dict[tuple[str, float], list[Event]] = {}
+        meta: dict[tuple[str, float], tuple[int, float, str | None]] = {}
+        for _, prio, enq, route, payload in rows:
+            for line in payload.split(b"\n"):
+                e = json.loads(line)
+                ts = e.get("ts")
+                g = (
+                    str(e.get("key")),
+                    window_of(ts if isinstance(ts, (int, float)) else 0.0, c.window),
                 )
-            )
+                groups.setdefault(g, []).append(e)
+                p0, e0, r0 = meta.get(g, (prio, enq, route))
+                meta[g] = (max(p0, prio), min(e0, enq), r0)
+        summaries = []
+        for g, events in groups.items():
+            (s,) = summarize(events, c)
+            ids = ",".join(sorted(str(e.get("event_id", "")) for e in events))
+            key = hashlib.blake2b(ids.encode(), digest_size=16, key=self.scope[:56] + b"#summary")
+            s = {"event_id": key.hexdigest(), **s, "events": len(events)}
+            prio, enq, route = meta[g]
+            with contextlib.suppress(Exception):
+                route = self.transport.route(s)
+            summaries.append((key.digest(), prio, enq, route, encode(s).encode("utf-8")))
         n = self.store.replace([r[0] for r in rows], summaries)
         log.info(
             "pipeline %s, node %s: compacted %d queued events into %d summaries",

@@ -87,9 +87,11 @@ class OutboxOptions(NodeOptions):
         "sent before all others.",
     )
     sync: Literal["full", "normal"] = Field(
-        "full",
-        description="`full`: each accepted batch is fsynced (survives power loss); `normal`: "
-        "committed to the OS (survives a killed process, not power loss), faster.",
+        "normal",
+        description="`normal`: each accepted batch is committed to the OS before it counts as "
+        "accepted (survives SIGKILL and crashes of the process; a power cut may lose the last "
+        "second or so, never corrupts the queue); `full`: also fsynced per batch (survives "
+        "power loss; costs one fsync per batch, see the README).",
     )
     backoff: BackoffOptions = Field(
         default_factory=BackoffOptions, description="Retry waits for a failing sink."
@@ -103,6 +105,12 @@ class OutboxOptions(NodeOptions):
         3600.0,
         description="How long the ids of sent events are remembered, so that events replayed "
         "after a restart are not sent twice.",
+    )
+    dedup_max_ids: int = Field(
+        1_000_000,
+        ge=0,
+        description="Most sent-event ids remembered (about 80 bytes of memory each); the "
+        "oldest are forgotten first.",
     )
     compact: CompactOptions | None = Field(
         None, description="Fold old backlog into per-window summaries during a long outage."

@@ -180,7 +180,7 @@ class HttpSink(RemoteSink):
     ...    headers: {Authorization: "Bearer ${NO_SUCH_TOKEN:-dev}"}, outbox: {drain_timeout: 0s}}
     ... ''', base_dir=home)
     >>> db = sqlite3.connect(home / ".edgewax/outbox/doc.cloud.db")
-    >>> db.execute("SELECT COUNT(*) FROM queue WHERE done IS NULL").fetchone()
+    >>> db.execute("SELECT SUM(n) FROM queue WHERE done IS NULL").fetchone()
     (3,)
     """
 

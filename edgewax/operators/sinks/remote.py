@@ -95,14 +95,14 @@ class _DirectWriter(SinkWriter):
         for e in batch:
             try:
                 route = t.route(e)
-                eid, payload = stamp(self.scope, e)
+                _, payload = stamp(self.scope, e)
             except Exception as exc:
                 from edgewax.operators.base import failure_reason
 
                 reason, message = failure_reason(exc)
                 self.ctx.dead_letter(reason, message, e)
                 continue
-            items.append(Item(len(items), eid, now, route, payload))
+            items.append(Item(0, len(items), now, route, payload))
         for i in range(0, len(items), t.max_events):
             self._send(items[i : i + t.max_events])
 
