@@ -9,6 +9,7 @@ its arrival time.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -46,7 +47,8 @@ class HttpServer:
         with self.lock:
             return [e["event_id"] for e in self.events]
 
-    def start(self) -> HttpServer:
+    def start(self, tls: ssl.SSLContext | None = None) -> HttpServer:
+        """Listen (with `tls`: HTTPS, and `url` says https)."""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,6 +87,9 @@ class HttpServer:
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
+            self.url = self.url.replace("http://", "https://")
         self.server = server
         threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

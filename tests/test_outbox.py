@@ -175,6 +175,80 @@ def test_http_down_at_boot_then_up_with_secret_header(
         server.stop()
 
 
+def _pki(d: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=edgewax-test-ca",
+    )
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, ext in (("server", ["-extfile", "san.ext"]), ("client", [])):
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "1",
+            *ext,
+        )
+
+
+def test_https_with_ca_and_client_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    _pki(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    tls.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: the device must show its certificate
+    tls.load_verify_locations(tmp_path / "ca.pem")
+    server = HttpServer().start(tls)
+    try:
+        events = _events(12)
+        _write_jsonl(tmp_path / "in.jsonl", events)
+        _run(
+            _config(
+                tmp_path,
+                f'type: sink.http, url: "{server.url}", '
+                "tls: {ca: ca.pem, cert: client.pem, key: client.key}, "
+                "outbox: {" + FAST + "}",
+            )
+        )
+        assert set(server.ids) == _ids(events)
+        # Without the CA the server's certificate is not trusted: retried, never sent.
+        plain = HttpTransport(HttpSinkOptions(url=server.url, timeout=2))
+        out = plain.send([])
+        assert out.error is not None and "CERTIFICATE_VERIFY_FAILED" in out.error
+    finally:
+        server.stop()
+
+
 # -- MQTT ------------------------------------------------------------------------------------
 
 
@@ -486,3 +560,70 @@ def test_validate_rejects_a_bad_topic_template(tmp_path: Path) -> None:
     r = cli("validate", str(p))
     assert r.returncode != 0
     assert "cloud" in r.stderr and "key.x" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_mqtt_qos0_retain_and_credentials(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = _events(20)
+    _write_jsonl(tmp_path / "in.jsonl", events)
+    col = Collector(mosquitto)
+    col.connect()
+    monkeypatch.setenv("EW_MQTT_PASS", "pw")
+    try:
+        c = _run(
+            _config(
+                tmp_path,
+                f'type: sink.mqtt, url: "{mosquitto.url}", topic: "dev/last", qos: 0, '
+                'retain: true, username: edge, password: "${EW_MQTT_PASS}"',
+            )
+        )
+        deadline = time.monotonic() + 5
+        while len(col.ids) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(col.ids) == _ids(events)
+        late = Collector(mosquitto)  # a subscriber that comes later gets the retained message
+        late.connect()
+        deadline = time.monotonic() + 5
+        while not late.ids and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert late.ids == list(_ids(events[-1:]))
+        late.close()
+        assert _value(c, "edgewax_egress_bytes_total", sink="mqtt") > 0
+    finally:
+        col.close()
+
+
+def test_shutdown_with_the_sink_down_is_bounded_and_keeps_the_backlog(tmp_path: Path) -> None:
+    server = HttpServer()  # never started
+    events = _events(30)
+    _write_jsonl(tmp_path / "in.jsonl", events)
+    t0 = time.monotonic()
+    c = _run(
+        _config(tmp_path, f'type: sink.http, url: "{server.url}", outbox: {{drain_timeout: 1s}}')
+    )
+    assert time.monotonic() - t0 < 8
+    assert _value(c, "edgewax_outbox_depth_events") == 30
+    status = c.health.status()["p/cloud"]
+    assert status["ready"] and "sink unreachable" in status["detail"]  # the outbox accepts
+    # The next run finds the backlog and sends it, though the source adds nothing new.
+    server.start()
+    try:
+        _write_jsonl(tmp_path / "in.jsonl", [])
+        _run(_config(tmp_path, f'type: sink.http, url: "{server.url}"'))
+        assert set(server.ids) == _ids(events)
+    finally:
+        server.stop()
+
+
+def test_block_when_full_is_not_ready(tmp_path: Path) -> None:
+    server = HttpServer()
+    events = [{"ts": 1000.0, "key": "dev-1", "seq": 10 + i} for i in range(5)]
+    box = _outbox(tmp_path, server, max_bytes=3 * _size(events[0]), when_full="block")
+    try:
+        box.ctx.stop.set()  # a stopping run: block gives up and counts the rest as full
+        box.put(events)
+        assert _dropped(box, "full") == 2
+        assert not box.check.ready
+    finally:
+        box.close(0)

@@ -254,18 +254,21 @@ class Outbox:
         policy = self.opts.when_full
         accepted = 0
         now = time.time()
+        full = False
         while rows:
             res = self.store.put(rows, now, policy)
             accepted += res.accepted
             self.meters.dropped("full", res.dropped_oldest)
-            if res.rest == 0:
+            full = res.rest > 0
+            if not full:
                 break
+            if policy == "block":
+                self.check.fail("outbox full and the sink is not taking events")
             if policy == "drop_newest" or self.ctx.stop.is_set() or self._closing.is_set():
                 self.meters.dropped("full", res.rest)
                 break
             # block: hold the pipeline until the drain makes room (accepted ones are now
             # known ids, so putting the whole list again only adds the rest).
-            self.check.fail("outbox full and the sink is not taking events")
             self._wake.set()
             with self._room:
                 self._room.wait(0.2)
@@ -274,8 +277,8 @@ class Outbox:
         m = self.meters
         m.depth.set(self.store.depth)
         m.bytes.set(self.store.bytes)
-        if policy == "block" and self.store.bytes < self.store.max_bytes:
-            self.check.ok(self._status())
+        if policy == "block" and not full and not self.check.ready:
+            self.check.ok("sink reachable" if self.reachable else "outbox accepting")
         return accepted
 
     # -- draining ---------------------------------------------------------------------------
