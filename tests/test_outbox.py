@@ -627,3 +627,22 @@ def test_block_when_full_is_not_ready(tmp_path: Path) -> None:
         assert not box.check.ready
     finally:
         box.close(0)
+
+
+def test_without_outbox_batches_are_sent_directly_with_retries(
+    tmp_path: Path, http: HttpServer
+) -> None:
+    events = _events(25)
+    _write_jsonl(tmp_path / "in.jsonl", events)
+    http.script(500, (429, {"Retry-After": "0"}, 0.0), 400)
+    c = _run(
+        _config(
+            tmp_path,
+            f'type: sink.http, url: "{http.url}", batch: {{max_events: 10}}, '
+            "outbox: {enabled: false, " + FAST + "}",
+        )
+    )
+    # The first batch is retried twice then rejected (dead-lettered); the rest go through.
+    assert Counter(http.ids) == Counter(_ids(events[10:]))
+    assert not (tmp_path / "state/outbox").exists()
+    assert c.stats[("p", "cloud")].discarded() == {"rejected": 10.0}

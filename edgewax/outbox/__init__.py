@@ -355,7 +355,7 @@ class Outbox:
             return time.monotonic() + wait
         self._online()
         self.backoff.reset()
-        self._gauges()
+        self._gauges(oldest=False)
         return 0.0
 
     def _reject(self, item: Item, why: str) -> None:
@@ -460,12 +460,16 @@ class Outbox:
             len(summaries),
         )
 
-    def _gauges(self) -> None:
+    def _gauges(self, oldest: bool = True) -> None:
+        """Set the gauges; the oldest age (a scan of the queue) only when asked (each second)."""
         m = self.meters
         m.depth.set(self.store.depth)
         m.bytes.set(self.store.bytes)
-        oldest = self.store.oldest_enq() if self.store.depth else None
-        m.oldest.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
+        if not self.store.depth:
+            m.oldest.set(0.0)
+        elif oldest:
+            enq = self.store.oldest_enq()
+            m.oldest.set(0.0 if enq is None else max(0.0, time.time() - enq))
 
     # -- closing ----------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
