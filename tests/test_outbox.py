@@ -646,3 +646,20 @@ def test_without_outbox_batches_are_sent_directly_with_retries(
     assert Counter(http.ids) == Counter(_ids(events[10:]))
     assert not (tmp_path / "state/outbox").exists()
     assert c.stats[("p", "cloud")].discarded() == {"rejected": 10.0}
+
+
+def test_validate_reports_outbox_mistakes_in_one_line_each(tmp_path: Path) -> None:
+    from tests.conftest import cli
+
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "version: 1\npipelines:\n  p:\n    nodes:\n"
+        "      - {id: src, type: sensor.synthetic, signal: temperature, keys: [a], count: 1}\n"
+        '      - {id: cloud, type: sink.http, url: "http://h/x", headers: {X-Key: "${EW_K:-k9}"},\n'
+        "         outbox: {when_full: sometimes, compact: {after: 1h, aggregate: {median: t}}}}\n"
+    )
+    r = cli("validate", str(p))
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if "node cloud" in line]
+    assert len(lines) == 2 and "Traceback" not in r.stderr and "k9" not in r.stderr
+    assert "outbox.when_full" in lines[0] and "outbox.compact.aggregate.median" in lines[1]
