@@ -6,6 +6,7 @@ so the suite stays quick.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -100,6 +101,7 @@ def test_http_500s_then_200s_deliver_everything_once(tmp_path: Path, http: HttpS
     assert _value(c, "edgewax_outbox_retries_total") == 30
     assert _value(c, "edgewax_outbox_depth_events") == 0
     assert _value(c, "edgewax_egress_bytes_total", sink="http") > 0
+    assert _value(c, "edgewax_outbox_delivery_seconds_count") >= 1
     assert c.health.status()["p/cloud"]["ready"]
 
 
@@ -663,3 +665,52 @@ def test_validate_reports_outbox_mistakes_in_one_line_each(tmp_path: Path) -> No
     lines = [line for line in r.stderr.splitlines() if "node cloud" in line]
     assert len(lines) == 2 and "Traceback" not in r.stderr and "k9" not in r.stderr
     assert "outbox.when_full" in lines[0] and "outbox.compact.aggregate.median" in lines[1]
+
+
+def test_mqtts_with_ca_and_client_certificate(tmp_path: Path) -> None:
+    _pki(tmp_path)
+    broker = Mosquitto(tmp_path)
+    broker.conf.write_text(
+        f"listener {broker.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
+        f"keyfile {tmp_path / 'server.key'}\nrequire_certificate true\n"
+        # Run as whoever runs the tests (as root, mosquitto would switch to a user that cannot
+        # read pytest's private temp folder).
+        f"user {getpass.getuser()}\n"
+    )
+    broker.start()
+    try:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        got: list[str] = []
+        ready = threading.Event()
+        sub = mqtt.Client(CallbackAPIVersion.VERSION2)
+        sub.tls_set(
+            ca_certs=str(tmp_path / "ca.pem"),
+            certfile=str(tmp_path / "client.pem"),
+            keyfile=str(tmp_path / "client.key"),
+        )
+        sub.on_message = lambda c, u, m: got.append(json.loads(m.payload)["event_id"])
+        sub.on_subscribe = lambda *a: ready.set()
+        sub.connect("127.0.0.1", broker.port)
+        sub.loop_start()
+        sub.subscribe("#", qos=1)
+        assert ready.wait(5)
+        events = _events(15)
+        _write_jsonl(tmp_path / "in.jsonl", events)
+        _run(
+            _config(
+                tmp_path,
+                f'type: sink.mqtt, url: "mqtts://127.0.0.1:{broker.port}", topic: "s/{{key}}", '
+                "tls: {ca: ca.pem, cert: client.pem, key: client.key}",
+            )
+        )
+        deadline = time.monotonic() + 5
+        while len(got) < 15 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(got) == _ids(events)
+        sub.loop_stop()
+        sub.disconnect()
+    finally:
+        broker.stop()
