@@ -283,6 +283,15 @@ class Outbox:
 
     # -- draining ---------------------------------------------------------------------------
     def _run(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception:  # e.g. a full or broken disk: keep the thread, try again
+                log.exception("outbox %s: drain failed; retrying in 1s", self.path)
+                time.sleep(1.0)
+
+    def _loop(self) -> None:
         next_house = 0.0
         wait_until = 0.0
         while True:
@@ -295,15 +304,10 @@ class Outbox:
             if now < wait_until:
                 self._sleep(min(wait_until, next_house) - now)
                 continue
-            try:
-                items = self.store.take(self.transport.max_events, self.transport.max_bytes)
-            except Exception as e:  # a broken disk: log, wait, try again
-                log.error("outbox %s: cannot read the queue: %s", self.path, e)
-                wait_until = time.monotonic() + 1.0
-                continue
+            self._wake.clear()  # before looking, so that a put() from now on wakes the wait below
+            items = self.store.take(self.transport.max_events, self.transport.max_bytes)
             if not items:
                 self._wake.wait(max(0.0, next_house - time.monotonic()))
-                self._wake.clear()
                 continue
             linger = self.transport.linger
             if linger > 0 and len(items) < self.transport.max_events and not self._closing.is_set():
@@ -346,9 +350,9 @@ class Outbox:
         failed = len(items) - len(finished)
         with self._room:
             self._room.notify_all()
-        if failed and out.error is not None:
+        if failed:
             m.retries.inc(failed)
-            self._offline(out.error)
+            self._offline(out.error or "not acknowledged")
             wait = self.backoff.next()
             if out.retry_after is not None:
                 wait = max(wait, out.retry_after)
