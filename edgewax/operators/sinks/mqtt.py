@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from edgewax.config.types import Duration
+from edgewax.errors import EdgewaxError
 from edgewax.events import Event
 from edgewax.operators.base import NodeOptions
 from edgewax.operators.registry import register
@@ -96,8 +97,13 @@ class MqttTransport(Transport):
     label = "mqtt"
 
     def __init__(self, opts: MqttSinkOptions, name: str, base_dir: Any = None) -> None:
-        import paho.mqtt.client as mqtt  # the `mqtt` extra, imported only when used
-        from paho.mqtt.enums import CallbackAPIVersion
+        try:  # the `mqtt` extra, imported only when used
+            import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
+        except ImportError:
+            raise EdgewaxError(
+                f"sink.mqtt ({name}) needs paho-mqtt 2: pip install 'edgewax[mqtt]'"
+            ) from None
 
         self.opts = opts
         self.max_events = opts.batch
