@@ -137,3 +137,13 @@ def test_every_family_a_run_exports_is_documented(tmp_path: Path) -> None:
     }
     assert "edgewax_node_last_error_timestamp_seconds" in exported  # the bad line
     assert exported - known == set()
+
+
+def test_every_metric_named_in_the_code_is_in_the_reference() -> None:
+    """Node types add families as they need them; each must be in the README's reference."""
+    known = documented()
+    named: set[str] = set()
+    for path in (ROOT / "edgewax").rglob("*.py"):
+        named.update(re.findall(r"\"(edgewax_[a-z0-9_]+)\"", path.read_text()))
+    missing = {n for n in named if n not in known and f"{n}_total" not in known}
+    assert missing == set()

@@ -414,6 +414,39 @@ def test_readyz_waits_for_a_source_that_cannot_open_yet(tmp_path: Path) -> None:
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
 
 
+def test_readyz_flips_when_the_model_file_goes_missing_and_back(tmp_path: Path) -> None:
+    """The node keeps serving the loaded model, but a restart could not load it: not ready."""
+    import shutil
+
+    model = tmp_path / "ae.tflite"
+    shutil.copy(ROOT / "models/vib_ae1d_f32.tflite", model)
+    port = free_port()
+    proc = start(
+        tmp_path,
+        f"version: 1\nsettings: {{metrics: {{port: {port}}}}}\npipelines:\n  pumps:\n"
+        "    nodes:\n"
+        "      - {id: vib, type: sensor.synthetic, signal: vibration, rate_hz: 1000, speed: 1}\n"
+        "      - {id: frames, type: signal.frame, field: accel, size: 256, hop: 256}\n"
+        "      - {id: ae, type: tflite, model: ae.tflite, outputs: {score: s}, watch: 0.2s}\n"
+        "      - {id: out, type: sink.jsonl, path: out.jsonl, inputs: [ae]}\n",
+    )
+    url = f"http://127.0.0.1:{port}/readyz"
+    try:
+        wait_for_port(port, timeout=30)
+        wait_until(lambda: get(url)[0] == 200, what="/readyz 200 with the model loaded")
+        assert json.loads(get(url)[2])["checks"]["pumps/ae"]["kind"] == "model"
+        kept = tmp_path / "kept.tflite"
+        model.rename(kept)
+        wait_until(lambda: get(url)[0] == 503, what="/readyz 503 with the model file gone")
+        detail = json.loads(get(url)[2])["checks"]["pumps/ae"]["detail"]
+        assert "ae.tflite" in detail and "still running version" in detail
+        kept.rename(model)
+        wait_until(lambda: get(url)[0] == 200, what="/readyz 200 with the file back")
+    finally:
+        assert stop(proc) == 0
+    assert (tmp_path / "out.jsonl").read_text().count("\n") > 0
+
+
 def test_explicit_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

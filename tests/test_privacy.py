@@ -218,3 +218,63 @@ def test_replay_skips_live_sources() -> None:
     )
     with pytest.raises(Exception, match="replay needs file sources"):
         replay(spec, list(spec.pipelines.values()))
+
+
+REAL = "version: 1\npipelines:\n  p:\n    nodes:\n"
+REAL_LEAKS = {
+    "camera_to_http": (
+        [
+            "- {id: cam, type: source.camera, file: clip.avi}",
+            "- {id: small, type: image.resize, width: 64, height: 64}",
+            "- {id: cloud, type: sink.http, url: 'http://127.0.0.1:9/ingest'}",
+        ],
+        "cam -> small -> cloud",
+    ),
+    "frames_to_mqtt": (
+        [
+            "- {id: vib, type: sensor.synthetic, signal: vibration, count: 10}",
+            "- {id: frames, type: signal.frame, field: accel, size: 256, hop: 128}",
+            "- {id: cloud, type: sink.mqtt, url: 'mqtt://127.0.0.1:1', topic: 'pumps/{key}'}",
+        ],
+        "frames -> cloud",  # the path starts where the raw field is made
+    ),
+    "reconstruction_to_http": (
+        [
+            "- {id: vib, type: sensor.synthetic, signal: vibration, count: 10}",
+            "- {id: frames, type: signal.frame, field: accel, size: 256, hop: 128}",
+            f"- {{id: ae, type: tflite, model: {ROOT}/models/vib_ae1d_f32.tflite}}",
+            "- {id: d, type: drop, fields: [frame]}",
+            "- {id: cloud, type: sink.http, url: 'http://127.0.0.1:9/ingest'}",
+        ],
+        "raw field `recon` reaches remote sink `cloud` via frames -> ae -> d -> cloud",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REAL_LEAKS))
+def test_real_remote_sinks_refuse_raw_data(name: str) -> None:
+    lines, path = REAL_LEAKS[name]
+    text = REAL + "".join(f"      {line}\n" for line in lines)
+    with pytest.raises(ConfigError) as info:
+        load_spec_text(text, Path("."), file="t.yaml")
+    rendered = str(info.value.diagnostics[-1])
+    assert rendered.startswith(f"t.yaml:{4 + len(lines)}:9: ")
+    assert "reaches remote sink `cloud`" in rendered and path in rendered
+    allowed = text.replace("{id: cloud,", "{id: cloud, allow_raw: true,")
+    load_spec_text(allowed, Path("."), file="t.yaml")
+
+
+def test_explain_lists_what_leaves_through_real_sinks(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        REAL
+        + "      - {id: vib, type: sensor.synthetic, signal: vibration, count: 10}\n"
+        "      - {id: frames, type: signal.frame, field: accel, size: 256, hop: 128}\n"
+        f"      - {{id: ae, type: tflite, model: {ROOT}/models/vib_ae1d_f32.tflite,"
+        " outputs: {score: anomaly_score}}\n"
+        "      - {id: d, type: drop, fields: [frame]}\n"
+        "      - {id: cloud, type: sink.http, url: 'http://127.0.0.1:9/ingest'}\n"
+    )
+    result = run_cli("explain", "p.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cloud" in result.stdout and "anomaly_score" in result.stdout
+    assert "vib -> frames -> ae -> d -> cloud" in result.stdout

@@ -60,7 +60,8 @@ class ModelSlot:
         self.raw = raw
         self.current = Version(model, 0)
         self.on_swap = on_swap
-        """Called as on_swap(result, old, new, detail) with result "ok" or "failed"."""
+        """Called as on_swap(result, old, new, detail) with result "ok", "failed" or "same" (the
+        file changed back to the version in use)."""
         self._local = threading.local()
         self._lock = threading.Lock()
         self._threads = 0
@@ -109,8 +110,10 @@ class ModelSlot:
             return self._failed(old, None, str(e))
         except OSError as e:
             return self._failed(old, None, f"cannot read {self.path}: {e}")
-        if new.sha256 == old.sha256:
-            return None  # touched or rewritten with the same bytes
+        if new.sha256 == old.sha256:  # touched, or put back after a failed swap
+            if self.on_swap:
+                self.on_swap("same", old, new, "")
+            return None
         if not new.signature.same_as(old.signature):
             detail = "its signature differs: " + old.signature.difference(new.signature)
             return self._failed(old, new, detail)

@@ -380,11 +380,19 @@ class Tflite(Transform):
             "edgewax_model_info", doc, model=new.name, sha256=new.sha256, version=new.version
         ).set(1)
 
-    def _on_swap(self, result: str, old: ModelFile | None, new: ModelFile | None, _: str) -> None:
+    def _on_swap(
+        self, result: str, old: ModelFile | None, new: ModelFile | None, detail: str
+    ) -> None:
+        if result == "same" and new is not None:
+            self.health.ok(f"{new.name} version {new.version}")
+            return
         self._swaps[result].inc()
         if result == "ok" and new is not None:
             self._published(old, new)
             self.health.ok(f"{new.name} version {new.version}")
+        elif result == "failed" and old is not None:
+            # Still serving, but the file on disk is missing or bad: a restart would not load it.
+            self.health.fail(f"{detail} (still running version {old.version})")
 
     def _latency_child(self, model: ModelFile) -> Any:
         child = self._latency.get(model.version)
