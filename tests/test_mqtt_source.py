@@ -279,7 +279,7 @@ def test_tls_with_a_private_ca_and_a_password_from_the_environment(
   type: source.mqtt
   url: mqtts://127.0.0.1:{port}
   topics: [ward/#]
-  ca_file: ca.pem
+  tls: {{ca: ca.pem}}
   username: sensor
   password: ${{MQTT_PASSWORD}}
   fields: {{hr: hr}}

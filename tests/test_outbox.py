@@ -714,3 +714,21 @@ def test_mqtts_with_ca_and_client_certificate(tmp_path: Path) -> None:
         sub.disconnect()
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize("sink", ["sink.http", "sink.mqtt"])
+def test_remote_sink_tls_files_are_checked_at_validate_time(sink: str) -> None:
+    from edgewax.config.diagnostics import ConfigError
+    from edgewax.config.spec import load_spec_text
+
+    url = "https://127.0.0.1:9/in" if sink == "sink.http" else "mqtts://127.0.0.1:9"
+    extra = ", topic: t" if sink == "sink.mqtt" else ""
+    text = (
+        "version: 1\npipelines:\n  p:\n    nodes:\n"
+        "      - {id: s, type: sensor.synthetic, count: 1}\n"
+        f"      - {{id: out, type: {sink}, url: '{url}'{extra}, tls: {{cert: c.pem}}}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec_text(text, Path("/nonexistent"), {}, file="t.yaml")
+    messages = sorted(d.message for d in info.value.diagnostics)
+    assert messages == ["a client certificate needs both `cert` and `key`", "no file at `c.pem`"]

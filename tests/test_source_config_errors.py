@@ -53,7 +53,7 @@ CASES = {
         "- {id: m, type: source.mqtt, url: 'mqtt://broker', topics: [a], qos: 3}", OUT
     ),
     "mqtt_missing_ca": nodes(
-        "- {id: m, type: source.mqtt, url: 'mqtts://broker', topics: [a], ca_file: ca.pem}", OUT
+        "- {id: m, type: source.mqtt, url: 'mqtts://broker', topics: [a], tls: {ca: ca.pem}}", OUT
     ),
     "frame_unknown_field": nodes(SRC, "- {id: w, type: signal.frame, field: acel, size: 256}", OUT),
     "frame_zero_size": nodes(SRC, "- {id: w, type: signal.frame, field: accel, size: 0}", OUT),
@@ -102,7 +102,7 @@ EXPECTED = [
     ),
     ("mqtt_bad_topic", 5, 67, "topic `a/#/b`: `#` must be the last level", 1),
     ("mqtt_bad_qos", 5, 76, "option `qos`: input should be 0, 1 or 2", 1),
-    ("mqtt_missing_ca", 5, 81, "no file at `ca.pem`", 1),
+    ("mqtt_missing_ca", 5, 82, "no file at `ca.pem`", 1),
     ("frame_unknown_field", 6, 44, "unknown field `acel`", 1),
     ("frame_zero_size", 6, 57, "option `size`: input should be greater than or equal to 1", 1),
     ("features_bands_without_rate", 7, 9, "`bands` needs `rate_hz`, the frames' sample rate", 1),

@@ -7,6 +7,7 @@ import http.client
 import socket
 import ssl
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from edgewax.config.types import ByteSize, Duration
 from edgewax.operators.base import NodeOptions
 from edgewax.operators.registry import register
 from edgewax.operators.sinks.remote import RemoteSink, RemoteSinkOptions
+from edgewax.operators.tls import TlsOptions
 from edgewax.outbox import Item, Outcome, Transport
 
 RETRY_STATUS = frozenset({408, 429})
@@ -30,13 +32,6 @@ class HttpBatchOptions(NodeOptions):
     )
 
 
-class HttpTlsOptions(NodeOptions):
-    ca: str | None = Field(None, description="CA bundle (PEM) to verify the server with.")
-    cert: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    key: str | None = Field(None, description="Client certificate's private key (PEM).")
-    verify: bool = Field(True, description="Verify the server's certificate and host name.")
-
-
 class HttpSinkOptions(RemoteSinkOptions):
     url: str = Field(description="Endpoint to POST to: http://host:port/path or https://...")
     headers: dict[str, SecretStr] = Field(
@@ -48,8 +43,8 @@ class HttpSinkOptions(RemoteSinkOptions):
     batch: HttpBatchOptions = Field(
         default_factory=HttpBatchOptions, description="How events are grouped into requests."
     )
-    tls: HttpTlsOptions = Field(
-        default_factory=HttpTlsOptions, description="HTTPS options (for https:// URLs)."
+    tls: TlsOptions = Field(
+        default_factory=TlsOptions, description="HTTPS options (for https:// URLs)."
     )
 
     @field_validator("url")
@@ -102,18 +97,7 @@ class HttpTransport(Transport):
         self.headers.setdefault("Content-Type", "application/json")
         self.context: ssl.SSLContext | None = None
         if self.https:
-            t = opts.tls
-
-            def path(p: str | None) -> str | None:
-                return None if p is None else str(base_dir(p) if base_dir else p)
-
-            ctx = ssl.create_default_context(cafile=path(t.ca))
-            if not t.verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if t.cert:
-                ctx.load_cert_chain(path(t.cert) or "", path(t.key))
-            self.context = ctx
+            self.context = opts.tls.context(base_dir or Path)
         self.conn: http.client.HTTPConnection | None = None
 
     def _connect(self) -> http.client.HTTPConnection:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -25,14 +24,8 @@ from edgewax.operators.sinks.remote import (
     render,
     template_fields,
 )
+from edgewax.operators.tls import TlsOptions
 from edgewax.outbox import Item, Outcome, Transport
-
-
-class MqttTlsOptions(NodeOptions):
-    ca: str | None = Field(None, description="CA bundle (PEM) to verify the broker with.")
-    cert: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    key: str | None = Field(None, description="Client certificate's private key (PEM).")
-    verify: bool = Field(True, description="Verify the broker's certificate and host name.")
 
 
 class MqttSinkOptions(RemoteSinkOptions):
@@ -66,8 +59,8 @@ class MqttSinkOptions(RemoteSinkOptions):
         "messages past it and then drops them.",
     )
     batch: int = Field(100, ge=1, description="Messages taken from the outbox per round.")
-    tls: MqttTlsOptions = Field(
-        default_factory=MqttTlsOptions, description="TLS options (used for mqtts:// URLs)."
+    tls: TlsOptions = Field(
+        default_factory=TlsOptions, description="TLS options (used for mqtts:// URLs)."
     )
 
     @field_validator("url")
@@ -124,18 +117,7 @@ class MqttTransport(Transport):
                 opts.password.get_secret_value() if opts.password is not None else None,
             )
         if tls:
-
-            def path(p: str | None) -> str | None:
-                return None if p is None else str(base_dir(p) if base_dir else Path(p))
-
-            t = opts.tls
-            ctx = ssl.create_default_context(cafile=path(t.ca))
-            if not t.verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if t.cert:
-                ctx.load_cert_chain(path(t.cert) or "", path(t.key))
-            c.tls_set_context(ctx)
+            c.tls_set_context(opts.tls.context(base_dir or Path))
         self.error = "not connected yet"
         self.connected = threading.Event()
         c.on_connect = self._on_connect

@@ -13,12 +13,14 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from edgewax.events import Event
-from edgewax.operators.base import NodeOptions, Sink, SinkWriter
+from edgewax.operators.base import Fields, NodeOptions, Problem, Sink, SinkWriter
+from edgewax.operators.tls import TlsOptions
 from edgewax.outbox import Backoff, Item, Outbox, Transport, stamp
 from edgewax.outbox.options import OutboxOptions
 
@@ -147,6 +149,11 @@ class RemoteSink(Sink):
     """Base of sinks whose events leave the device; subclasses provide `transport()`."""
 
     remote: ClassVar[bool] = True
+
+    @classmethod
+    def check(cls, options: Any, fields_in: Fields, base_dir: Path) -> list[Problem]:
+        tls: TlsOptions | None = getattr(options, "tls", None)
+        return tls.problems(base_dir) if tls is not None else []
 
     def transport(self) -> Transport:
         raise NotImplementedError

@@ -43,6 +43,7 @@ from edgewax.operators.base import (
 from edgewax.operators.registry import register
 from edgewax.operators.sources.backoff import Backoff, ReconnectOptions
 from edgewax.operators.sources.partitions import BATCH, EventPartition, PartitionedSource
+from edgewax.operators.tls import TlsOptions
 
 log = logging.getLogger("edgewax.mqtt")
 
@@ -97,9 +98,9 @@ class MqttOptions(NodeOptions):
     password: SecretStr | None = Field(
         None, description="Broker password, from the environment: `${MQTT_PASSWORD}`. Never logged."
     )
-    ca_file: str | None = Field(None, description="TLS: CA certificate file to trust (PEM).")
-    cert_file: str | None = Field(None, description="TLS: client certificate (PEM).")
-    key_file: str | None = Field(None, description="TLS: client key (PEM).")
+    tls: TlsOptions = Field(
+        default_factory=TlsOptions, description="TLS options (used for mqtts:// URLs)."
+    )
     fields: dict[str, str] | None = Field(
         None,
         description="Event field -> payload path (dots go into objects), e.g. "
@@ -214,12 +215,8 @@ class _MqttPartition(EventPartition):
             client.username_pw_set(
                 o.username, o.password.get_secret_value() if o.password else None
             )
-        if self.tls or o.ca_file:
-            client.tls_set(
-                ca_certs=str(self.ctx.path(o.ca_file)) if o.ca_file else None,
-                certfile=str(self.ctx.path(o.cert_file)) if o.cert_file else None,
-                keyfile=str(self.ctx.path(o.key_file)) if o.key_file else None,
-            )
+        if self.tls:
+            client.tls_set_context(o.tls.context(self.ctx.path))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -411,26 +408,7 @@ class MqttSource(Source):
                         ("topics", i), f"topic `{topic}`: {why}", "e.g. plant/+/vitals or plant/#"
                     )
                 )
-        for name in ("ca_file", "cert_file", "key_file"):
-            value = getattr(o, name)
-            if value is not None:
-                path = Path(value).expanduser()
-                path = path if path.is_absolute() else base_dir / path
-                if not path.is_file():
-                    problems.append(
-                        Problem(
-                            (name,),
-                            f"no file at `{value}`",
-                            "paths are relative to the config file",
-                        )
-                    )
-        if (o.cert_file is None) != (o.key_file is None):
-            problems.append(
-                Problem(
-                    ("cert_file" if o.cert_file is None else "key_file",),
-                    "a client certificate needs both `cert_file` and `key_file`",
-                )
-            )
+        problems.extend(o.tls.problems(base_dir))
         if o.password is not None and o.username is None:
             problems.append(
                 Problem(
