@@ -732,3 +732,22 @@ def test_remote_sink_tls_files_are_checked_at_validate_time(sink: str) -> None:
         load_spec_text(text, Path("/nonexistent"), {}, file="t.yaml")
     messages = sorted(d.message for d in info.value.diagnostics)
     assert messages == ["a client certificate needs both `cert` and `key`", "no file at `c.pem`"]
+
+
+@pytest.mark.parametrize(
+    ("sink", "url"),
+    [("sink.http", "https://me:s3cret@127.0.0.1/in"), ("sink.mqtt", "mqtt://me:s3cret@127.0.0.1")],
+)
+def test_credentials_in_a_sink_url_are_refused_and_not_echoed(sink: str, url: str) -> None:
+    from edgewax.config.diagnostics import ConfigError
+    from edgewax.config.spec import load_spec_text
+
+    extra = ", topic: t" if sink == "sink.mqtt" else ""
+    text = (
+        "version: 1\npipelines:\n  p:\n    nodes:\n"
+        "      - {id: s, type: sensor.synthetic, count: 1}\n"
+        f"      - {{id: out, type: {sink}, url: '{url}'{extra}}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec_text(text, Path("."), {}, file="t.yaml")
+    assert "put credentials in" in str(info.value) and "s3cret" not in str(info.value)

@@ -53,6 +53,10 @@ class HttpSinkOptions(RemoteSinkOptions):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"`{v}` is not an http:// or https:// URL")
+        if parts.username or parts.password:  # a URL is logged and shown; secrets are not
+            raise ValueError(
+                "put credentials in headers (e.g. Authorization: ${API_TOKEN}), not the URL"
+            )
         return v
 
 

@@ -69,6 +69,8 @@ class MqttSinkOptions(RemoteSinkOptions):
         parts = urlsplit(v)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError(f"`{v}` is not an mqtt:// or mqtts:// URL")
+        if parts.username or parts.password:  # a URL is logged and shown; secrets are not
+            raise ValueError("put credentials in `username`/`password` (from ${ENV}), not the URL")
         return v
 
     @field_validator("topic")
