@@ -7,13 +7,13 @@ driven in batches of 100 events:
 - direct: encode + stamp each batch and `send` it, waiting for the acknowledgement (what
   `outbox: {enabled: false}` does);
 - outbox: `Outbox.put(batch)` (committed to SQLite before it returns) while the drain thread
-  sends; timed until the last event is acknowledged. Measured with `sync: normal` (the default:
-  committed to the OS, survives SIGKILL) and `sync: full` (fsync per accepted batch, survives
-  power loss).
+  sends; timed until the last event is acknowledged. Measured with `sync: full` (the default:
+  fsync per accepted batch, survives power loss) and `sync: normal` (committed to the OS,
+  survives SIGKILL).
 
 Also reported: the put-only rate with the sink down (the pure cost of durability, per policy).
 Runs alternate and the median is reported. Bar: outbox / direct >= 0.5 (with the default
-`sync: normal`; `sync: full` is reported too, its cost is this disk's fsync time per batch).
+`sync: full`, whose cost is this disk's fsync time per batch; `sync: normal` is reported too).
 
     python benchmarks/outbox.py                      # 20,000 events, 3 runs each
     python benchmarks/outbox.py --events 5000 --runs 1

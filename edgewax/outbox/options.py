@@ -87,11 +87,12 @@ class OutboxOptions(NodeOptions):
         "sent before all others.",
     )
     sync: Literal["full", "normal"] = Field(
-        "normal",
-        description="`normal`: each accepted batch is committed to the OS before it counts as "
-        "accepted (survives SIGKILL and crashes of the process; a power cut may lose the last "
-        "second or so, never corrupts the queue); `full`: also fsynced per batch (survives "
-        "power loss; costs one fsync per batch, see the README).",
+        "full",
+        description="`full` (default): each accepted batch is committed and fsynced before it "
+        "counts as accepted (survives SIGKILL and power loss; one fsync per batch, see the "
+        "README); `normal`: committed to the OS only (survives SIGKILL and crashes of the "
+        "process; a power cut may lose the last second or so, never corrupts the queue) - for "
+        "flash that must be spared or when throughput matters more.",
     )
     backoff: BackoffOptions = Field(
         default_factory=BackoffOptions, description="Retry waits for a failing sink."

@@ -11,11 +11,11 @@ of every row on disk are also held in memory (`seen`), so an event replayed afte
 neither queued twice while it waits nor sent again once it went out (within the window).
 
 Durability: `put` commits before it returns (only then is an event "accepted"). With
-`sync: normal` (the default; SQLite's `synchronous=NORMAL` in WAL mode) the commit is in the OS
-when `put` returns, so an accepted event survives SIGKILL and any crash of the process; a power
-cut or kernel crash may roll back the last commits (the queue is never corrupted). With
-`sync: full` SQLite fsyncs the WAL on every commit, so accepted events survive power loss too,
-at the cost of one fsync per accepted batch. Marking rows done commits with
+`sync: full` (the default) SQLite fsyncs the WAL on every commit, so accepted events survive
+power loss, at the cost of one fsync per accepted batch. With `sync: normal` (SQLite's
+`synchronous=NORMAL` in WAL mode) the commit is in the OS when `put` returns, so an accepted event
+survives SIGKILL and any crash of the process; a power cut or kernel crash may roll back the last
+commits (the queue is never corrupted). Marking rows done commits with
 `synchronous=NORMAL` in both modes: losing such a commit to a power cut means a batch is sent
 twice, which at-least-once allows.
 
@@ -90,7 +90,7 @@ class Store:
         self,
         path: Path,
         max_bytes: int,
-        sync: Literal["full", "normal"] = "normal",
+        sync: Literal["full", "normal"] = "full",
         row_events: int = 100,
         newest_first: bool = False,
     ) -> None:
