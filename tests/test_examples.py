@@ -105,3 +105,21 @@ def test_smart_city_traffic(http_server: HttpServer, tmp_path: Path) -> None:
     check_cases("smart-city-traffic")
     r = cli("explain", str(EXAMPLES / "smart-city-traffic" / "pipelines.yaml"))
     assert "raw: none" in r.stdout, r.stdout
+
+
+def test_predictive_maintenance(http_server: HttpServer, tmp_path: Path) -> None:
+    env = {"MAINTENANCE_INGEST_URL": http_server.url, "EDGEWAX_STATE": str(tmp_path)}
+    compiled = run_example("predictive-maintenance", env)
+    assert total(compiled, "edgewax_source_bytes_total") == 540_000 * 8
+    events = sorted(http_server.events, key=lambda e: (e["ts"], e["key"], e.get("event", "")))
+    check_expected("predictive-maintenance", events)
+    incidents = [(e["key"], e["event"]) for e in events if "event" in e]
+    assert incidents == [
+        ("pump-2", "start"),
+        ("pump-3", "start"),
+        ("pump-3", "end"),
+        ("pump-2", "end"),
+    ]
+    assert all("frame" not in e and "accel" not in e for e in events)
+    check_ratio("predictive-maintenance", compiled)
+    check_cases("predictive-maintenance")

@@ -412,7 +412,8 @@ def check(exp: Expectation, events: list[Event], dropped: dict[str, int]) -> lis
     elif exp.count is not None and not isinstance(exp.count, int):
         lo, hi = exp.count.min, exp.count.max
         if (lo is not None and n < lo) or (hi is not None and n > hi):
-            fails.append(f"expected {lo if lo is not None else 0}..{hi or 'any'} events, got {n}")
+            most = hi if hi is not None else "any"
+            fails.append(f"expected {lo if lo is not None else 0}..{most} events, got {n}")
     for f in exp.fields:
         missing = sum(1 for e in events if f not in e)
         if missing:
@@ -513,7 +514,8 @@ def run_case(spec: Spec, case: Case, folder: Path) -> Result:
         ):
             failures.append(
                 f"bytes out / bytes in = {r:.6f} ({bytes_out} / {bytes_in}), "
-                f"expected {bounds.min if bounds.min is not None else 0}..{bounds.max or 'any'}"
+                f"expected {bounds.min if bounds.min is not None else 0}.."
+                f"{bounds.max if bounds.max is not None else 'any'}"
             )
     return result
 
