@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,84 @@ def test_predictive_maintenance(http_server: HttpServer, tmp_path: Path) -> None
     assert all("frame" not in e and "accel" not in e for e in events)
     check_ratio("predictive-maintenance", compiled)
     check_cases("predictive-maintenance")
+
+
+def _wait(cond: Any, timeout: float = 20.0, state: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out: {state() if state else ''}"
+        time.sleep(0.05)
+
+
+def test_patient_vitals_over_a_real_broker(mosquitto: Any, tmp_path: Path) -> None:
+    """Publish the recording to mosquitto; the alerts come back on ward-3/<bed>/alerts."""
+    import paho.mqtt.client as mqtt
+
+    name = "patient-vitals"
+    env = {"VITALS_BROKER": mosquitto.url, "EDGEWAX_STATE": str(tmp_path)}
+    spec = load_spec(EXAMPLES / name / "pipelines.yaml", env={**os.environ, **env})
+    compiled = compile_spec(spec)
+    alerts: list[dict[str, Any]] = []
+    sub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda _c, _u, m: alerts.append({"topic": m.topic, **json.loads(m.payload)})
+    granted = threading.Event()
+    sub.on_connect = lambda c, *_: c.subscribe("ward-3/+/alerts", qos=1)
+    sub.on_subscribe = lambda *_: granted.set()
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.loop_start()
+    assert granted.wait(10)
+    pub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    thread = threading.Thread(target=run_compiled, args=(compiled,))
+    thread.start()
+    try:
+        _wait(lambda: bool(compiled.health.status().get("vitals/monitors", {}).get("ready")))
+        lines = (EXAMPLES / name / "recording.jsonl").read_text().splitlines()
+        infos = []
+        for line in lines:
+            e = json.loads(line)
+            payload = json.dumps({"ts": e["ts"], "hr": e["heart_rate"], "spo2": e["spo2"]})
+            infos.append(pub.publish(f"ward-3/{e['key']}/vitals", payload, qos=1))
+        for info in infos:
+            info.wait_for_publish(5)
+        source = compiled.stats[("vitals", "monitors")]
+        _wait(
+            lambda: source.sent._value.get() >= len(lines) and len(alerts) >= 2,
+            state=lambda: (source.sent._value.get(), alerts),
+        )
+    finally:
+        compiled.stop.set()
+        thread.join(20)
+        sub.loop_stop()
+        pub.loop_stop()
+    assert not thread.is_alive()
+    assert total(compiled, "edgewax_node_received_events_total") > 0
+    got = sorted(alerts, key=lambda a: a["ts"])
+    check_expected(name, [{k: v for k, v in a.items() if k != "topic"} for a in got])
+    assert [a["topic"] for a in got] == ["ward-3/bed-2/alerts", "ward-3/bed-3/alerts"]
+    assert all("heart_rate" not in a and "spo2" not in a for a in got)
+    check_ratio(name, compiled)
+
+
+def test_patient_vitals_cases_and_privacy() -> None:
+    check_cases("patient-vitals")
+    r = cli("explain", str(EXAMPLES / "patient-vitals" / "pipelines.yaml"))
+    assert "raw: none" in r.stdout
+    # The same pipeline with the raw readings wired to the sink is refused, one line.
+    text = (EXAMPLES / "patient-vitals" / "pipelines.yaml").read_text()
+    leaky = text + (
+        '      - {id: archive, type: sink.http, inputs: [valid], url: "https://cloud.example.com/v"}\n'
+    )
+    path = EXAMPLES / "patient-vitals" / "leaky.yaml"
+    path.write_text(leaky)
+    try:
+        r = cli("validate", str(path))
+    finally:
+        path.unlink()
+    assert r.returncode == 2
+    assert (
+        "node archive: raw field `heart_rate` (and `spo2`) reaches remote sink `archive`"
+        in r.stderr
+    )
+    assert "monitors -> valid -> archive" in r.stderr

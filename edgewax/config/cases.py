@@ -93,7 +93,8 @@ class Expectation(BaseModel):
     )
     events: list[dict[str, Any]] | None = Field(
         None,
-        description="The emitted events, in order and no more: each listed field must be equal "
+        description="The emitted events, in event-time order (stable) and no more: each listed "
+        "field must be equal "
         "(numbers within `tolerance`; a value `{approx: X, tolerance: T}` for one field). Fields "
         "not listed are not compared.",
     )
