@@ -206,3 +206,23 @@ def test_patient_vitals_cases_and_privacy() -> None:
         in r.stderr
     )
     assert "monitors -> valid -> archive" in r.stderr
+
+
+def test_retail_shelf(http_server: HttpServer, tmp_path: Path) -> None:
+    env = {"SHELF_INGEST_URL": http_server.url, "EDGEWAX_STATE": str(tmp_path)}
+    compiled = run_example("retail-shelf", env)
+    assert total(compiled, "edgewax_source_bytes_total") == 180 * 64 * 64 * 3
+    events = sorted(http_server.events, key=lambda e: (e["ts"], e["key"]))
+    check_expected("retail-shelf", events)
+    assert [e["region"] for e in events[4:]] == [
+        "top-right",
+        "top-left",
+        "bottom-left",
+        "bottom-left",
+        "bottom-right",
+    ]
+    assert all(
+        set(e) == {"ts", "key", "region", "occupancy", "low_stock", "event_id"} for e in events
+    )
+    check_ratio("retail-shelf", compiled)
+    check_cases("retail-shelf")

@@ -93,9 +93,9 @@ class Expectation(BaseModel):
     )
     events: list[dict[str, Any]] | None = Field(
         None,
-        description="The emitted events, in event-time order (stable) and no more: each listed "
-        "field must be equal "
-        "(numbers within `tolerance`; a value `{approx: X, tolerance: T}` for one field). Fields "
+        description="The emitted events, in event-time order (then by key) and no more: each "
+        "listed field must be equal (numbers within `tolerance`; a value "
+        "`{approx: X, tolerance: T}` for one field). Fields "
         "not listed are not compared.",
     )
     contains: list[dict[str, Any]] | None = Field(

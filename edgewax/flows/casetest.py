@@ -322,6 +322,17 @@ def plan(spec: Spec, case: Case, folder: Path) -> Plan:
     for n in final:
         for i in n.inputs:
             by_id[split_ref(i)[0]].consumers.append(n.id)
+    # A captured event must not change after the capture: nodes after a tapped one pass events on
+    # as they are (filter, egress), so every node downstream of a tap reads its input as shared
+    # (the compiler then copies before changing an event).
+    tapped = {split_ref(e.node)[0] for e in case.expect}
+    shared: set[str] = set()
+    for n in final:
+        if n.id in tapped or any(split_ref(i)[0] in shared for i in n.inputs):
+            shared.add(n.id)
+    for nid in shared:
+        if len(by_id[nid].consumers) < 2:
+            by_id[nid].consumers.append("~shared")
     sources = [n.id for n in final if n.cls.kind == "source"]
     return Plan(dataclasses.replace(pipeline, nodes=final), captures, remote, sources)
 
@@ -422,7 +433,9 @@ def check(exp: Expectation, events: list[Event], dropped: dict[str, int]) -> lis
             fails.append(f"field `{f}` missing in {missing} of {n} events")
     if exp.events is not None:
         # Event-time order: across keys, the order a run emits in depends on batching.
-        events = sorted(events, key=lambda e: e["ts"] if _num(e.get("ts")) else 0.0)
+        events = sorted(
+            events, key=lambda e: (e["ts"] if _num(e.get("ts")) else 0.0, str(e.get("key")))
+        )
         bad = [
             (i, m)
             for i, (want, got) in enumerate(zip(exp.events, events))
