@@ -192,3 +192,54 @@ tests:
     r = cli("test", str(tmp_path / "p.yaml"))
     assert r.returncode == 2
     assert "source `mq` (source.mqtt) reads a live broker; inject events at it" in r.stdout
+
+
+def test_recordings_ratios_and_selection(tmp_path: Path) -> None:
+    (tmp_path / "rec.jsonl").write_text(
+        '{"key": "b2", "temperature": 90, "ts": 100}\n\n{"key": "b2", "temperature": 95, "ts": 200}\n'
+    )
+    cases = """\
+tests:
+  - name: from a recording
+    inputs: [{node: temps, recording: rec.jsonl}]
+    bytes_ratio: {max: 0.1}
+    expect:
+      - {node: once, events: [{ts: 100, temperature: 90}]}
+  - name: a missing recording
+    inputs: [{node: temps, recording: nope.jsonl}]
+    expect: [{node: once, count: 0}]
+"""
+    path = _write(tmp_path, cases)
+    r = cli("test", str(path), "-k", "from a", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "bytes out / bytes in = " in r.stdout and "expected 0..0.1" in r.stdout
+    r = cli("test", str(path), "-k", "missing", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "case `a missing recording`" in r.stdout and "recording `nope.jsonl`" in r.stdout
+    r = cli("test", str(path), "-k", "no such case", cwd=tmp_path)
+    assert r.returncode == 2 and "no case matches `no such case`" in r.stdout
+
+
+def test_expect_at_a_windows_late_output(write_config: Callable[..., Path]) -> None:
+    text = """\
+version: 1
+pipelines:
+  w:
+    nodes:
+      - {id: src, type: source.mqtt, url: "mqtt://127.0.0.1:9", topics: [t]}
+      - {id: win, type: window.tumbling, size: 10s, clock: system, aggregate: {count: "*"}}
+      - {id: out, type: sink.stdout}
+      - {id: late, type: sink.stdout, inputs: [win.late]}
+tests:
+  - name: a late event goes to the late output
+    start: 1000
+    inputs:
+      - {node: src, events: [{ts: 1001}, {ts: 1012}, {ts: 1003}, {ts: 1015}]}
+    expect:
+      - {node: out, events: [{ts: 1010, count: 1}, {ts: 1020, count: 2}]}
+      - {node: win.late, events: [{ts: 1003}]}
+      - {node: late, count: 1}
+      - {node: win, dropped: {late: 1}}
+"""
+    r = cli("test", str(write_config(text)))
+    assert r.returncode == 0, r.stdout + r.stderr
