@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -243,3 +244,10 @@ tests:
 """
     r = cli("test", str(write_config(text)))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_default_pipelines_have_cases() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEWAX_")}
+    r = cli("test", cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1].startswith("3 passed, 0 failed")
