@@ -266,7 +266,8 @@ def test_real_remote_sinks_refuse_raw_data(name: str) -> None:
 
 def test_explain_lists_what_leaves_through_real_sinks(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(
-        REAL + "      - {id: vib, type: sensor.synthetic, signal: vibration, count: 10}\n"
+        REAL
+        + "      - {id: vib, type: sensor.synthetic, signal: vibration, count: 10}\n"
         "      - {id: frames, type: signal.frame, field: accel, size: 256, hop: 128}\n"
         f"      - {{id: ae, type: tflite, model: {ROOT}/models/vib_ae1d_f32.tflite,"
         " outputs: {score: anomaly_score}}\n"

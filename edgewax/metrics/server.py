@@ -96,9 +96,7 @@ class MetricsServer:
         self._httpd = httpd
         self._thread = threading.Thread(
             # The poll interval bounds how long `stop()` (and so the end of a run) waits.
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="edgewax-metrics",
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="edgewax-metrics"
         )
         self._thread.daemon = True
         self._thread.start()

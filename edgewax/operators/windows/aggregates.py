@@ -42,7 +42,9 @@ def _names(value: Any) -> Any:
 FieldList = Annotated[
     list[str],
     BeforeValidator(_names),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    ),
 ]
 
 
