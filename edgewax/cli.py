@@ -1,4 +1,5 @@
-"""The `edgewax` command: run, top, validate, graph, schema, nodes, docs, explain, inspect-model.
+"""The `edgewax` command: run, top, validate, graph, schema, nodes, docs, explain, inspect-model,
+test.
 
 Exit codes: 0 done, 1 a run-time failure, 2 a mistake in the config or the command line.
 Logs go to standard error; data goes to sinks (so `sink.stdout` output can be piped).
@@ -87,7 +88,33 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if --output differs from what would be written"
     )
     _inspect_model_parser(sub)
+    _test_parser(sub)
     return p
+
+
+def _test_parser(sub: Any) -> None:
+    t = sub.add_parser(
+        "test",
+        help="run a pipeline's test cases (`tests:` in the file or FILE_test.yaml beside it)",
+    )
+    t.add_argument(
+        "file",
+        nargs="?",
+        default=DEFAULT_FILE,
+        help="a pipelines file (its `tests:` and <stem>_test.yaml) or a *_test.yaml file",
+    )
+    t.add_argument("-k", metavar="TEXT", help="run only cases whose name contains TEXT")
+    t.add_argument(
+        "--verbose", "-v", action="store_true", help="also print each case's bytes out / in"
+    )
+
+
+def _test(args: argparse.Namespace) -> int:
+    from edgewax.flows.casetest import load_suite, run_suite
+
+    logging.getLogger().setLevel(logging.WARNING)
+    suite = load_suite(Path(args.file), display=args.file)
+    return run_suite(suite, args.k, args.verbose)
 
 
 def _inspect_model_parser(sub: Any) -> None:
@@ -120,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "explain": _explain,
             "inspect-model": _inspect_model,
             "top": _top,
+            "test": _test,
         }[args.command]
         return command(args)
     except ConfigError as e:

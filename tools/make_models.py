@@ -4,7 +4,7 @@ Runs in its own venv with tensorflow-cpu and scikit-learn (see tools/README.md);
 imports TensorFlow. Every figure written to `models/MANIFEST.json` is measured on held-out data
 with the LiteRT interpreter edgewax runs, on the `.tflite` files as written.
 
-    python tools/make_models.py [--out models] [--only digits,vibration,scenes]
+    python tools/make_models.py [--out models] [--only digits,vibration,scenes,shelf]
 
 Models:
 - `digits_cnn_{f32,int8}`: a CNN on scikit-learn's bundled 8x8 digits (upsampled to 16x16 inside
@@ -17,6 +17,10 @@ Models:
 - `scenes_cnn_{f32,int8}`: a camera-scene classifier on synthetic 64x64 RGB scenes rendered with
   numpy (`empty`, `person`, `vehicle`); input `image` float32 (batch, 64, 64, 3) in 0..255;
   output `probs` (batch, 3).
+- `shelf_occ_{f32,int8}`: shelf occupancy regression on synthetic 32x32 RGB shelf regions (8
+  product slots, random products, lighting and noise, rendered with numpy: `render_shelf`);
+  input `image` float32 (batch, 32, 32, 3) in 0..255; output `occupancy` (batch,), the share
+  of the 8 slots holding a product, 0..1.
 """
 
 from __future__ import annotations
@@ -406,10 +410,98 @@ def scenes(tf: Any, out: Path) -> dict[str, Any]:
     return entries
 
 
+# ---------------------------------------------------------------------- shelf
+
+SHELF_SLOTS = 8
+
+
+def render_shelf(rng: np.random.Generator, filled: Any, size: int = 32) -> np.ndarray:
+    """One shelf region, uint8 (size, size, 3): a back wall, a board, products in `filled` slots.
+
+    `filled` holds SHELF_SLOTS booleans, left to right. Light, wall colour, product colours and
+    heights, and sensor noise vary per call.
+    """
+    yy = np.mgrid[0:size, 0:size][0].astype(np.float32)
+    wall = rng.uniform(30, 90) * rng.uniform(0.85, 1.15, 3)
+    img = np.broadcast_to(wall, (size, size, 3)) * (0.85 + 0.3 * yy / size)[..., None]
+    img = img.copy()
+    board = size - 3
+    img[board:] = rng.uniform(120, 200) * rng.uniform(0.9, 1.1, 3)
+    width = size // SHELF_SLOTS
+    for i, full in enumerate(filled):
+        if not full:
+            continue
+        height = int(rng.integers(size // 2, board - 1))
+        x0 = i * width + int(rng.integers(0, 2))
+        color = rng.uniform(60, 255, 3) * (rng.uniform(0.3, 1.0, 3) ** 0.5)
+        img[board - height : board, x0 : x0 + width - 1] = color
+        img[board - height : board - height + 2, x0 : x0 + width - 1] = np.minimum(color * 1.2, 255)
+    img *= rng.uniform(0.6, 1.25)
+    img += rng.normal(0, rng.uniform(1, 5), img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def shelf(tf: Any, out: Path) -> dict[str, Any]:
+    import keras
+
+    def dataset(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        xs, ys = [], []
+        for _ in range(n):
+            filled = rng.random(SHELF_SLOTS) < rng.uniform(0, 1)
+            xs.append(render_shelf(rng, filled))
+            ys.append(filled.mean())
+        return np.stack(xs).astype(np.float32), np.array(ys, np.float32)
+
+    x_train, y_train = dataset(31, 6000)
+    x_test, y_test = dataset(32, 1000)
+
+    keras.utils.set_random_seed(SEED)
+    inp = keras.Input((32, 32, 3), name="image")
+    h = keras.layers.Rescaling(1.0 / 255)(inp)
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(h)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(16, activation="relu")(h)
+    occ = keras.layers.Dense(1, activation="sigmoid", name="occupancy")(h)
+    model = keras.Model(inp, occ)
+    model.compile("adam", "mse")
+    model.fit(x_train, y_train, epochs=20, batch_size=32, verbose=0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="image")])
+    def serve(image: Any) -> Any:
+        return {"occupancy": tf.reshape(model(image), [-1])}
+
+    entries = {}
+    for int8 in (False, True):
+        name = f"shelf_occ_{'int8' if int8 else 'f32'}"
+        content = convert(tf, serve, model, x_train[:200], int8)
+        lite = Lite(content)
+        err = np.abs(lite(x_test)["occupancy"] - y_test)
+        entries[name] = write(
+            out,
+            name,
+            content,
+            lite,
+            {
+                "task": "shelf occupancy: share of 8 product slots filled (synthetic 32x32 RGB "
+                "shelf regions rendered with numpy; input 0..255)",
+                "metric": {
+                    "test_mae": round(float(err.mean()), 6),
+                    "test_within_one_slot": round(float((err < 1 / SHELF_SLOTS).mean()), 6),
+                    "test_samples": len(y_test),
+                },
+            },
+        )
+    return entries
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "models"))
-    parser.add_argument("--only", default="digits,vibration,scenes")
+    parser.add_argument("--only", default="digits,vibration,scenes,shelf")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -419,7 +511,7 @@ def main() -> None:
     manifest_path = out / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     models = manifest.get("models", {})
-    makers = {"digits": digits, "vibration": vibration, "scenes": scenes}
+    makers = {"digits": digits, "vibration": vibration, "scenes": scenes, "shelf": shelf}
     for name in args.only.split(","):
         print(f"{name}:", flush=True)
         models.update(makers[name](tf, out))

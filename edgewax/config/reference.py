@@ -38,6 +38,8 @@ def _node_model(name: str, cls: type[Node]) -> type[BaseModel]:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a whole `pipelines.yaml` (draft 2020-12)."""
+    from edgewax.config.cases import Case
+
     models = [_node_model(name, cls) for name, cls in node_types().items()]
     node_union = Annotated[Union[tuple(models)], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
 
@@ -55,6 +57,9 @@ def json_schema() -> dict[str, Any]:
         version: Literal[1] = Field(description="Format version; this edgewax reads 1.")
         settings: Settings = Field(default_factory=Settings, description="Whole-file settings.")
         pipelines: dict[str, Pipeline] = Field(min_length=1, description="Pipelines by name.")
+        tests: list[Case] | None = Field(
+            None, description="Test cases for `edgewax test` (see docs/testing.md)."
+        )
 
     schema = PipelinesFile.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -26,7 +26,7 @@ from edgewax.operators.registry import node_types, plugin_failure
 ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 ID_HINT = "use letters, digits, `_` and `-`, starting with a letter or `_`"
 VERSION = 1
-TOP_KEYS = ("version", "settings", "pipelines")
+TOP_KEYS = ("version", "settings", "pipelines", "tests")
 PIPELINE_KEYS = ("nodes", "description")
 NODE_KEYS = ("id", "type", "inputs")
 
@@ -144,6 +144,8 @@ class Spec:
     settings: Settings
     pipelines: dict[str, PipelineSpec]
     sha256: str
+    tests: list[Any] = field(default_factory=list)
+    """Test cases from the `tests:` key (`edgewax.config.cases.Case`), for `edgewax test`."""
 
     @property
     def state_dir(self) -> Path:
@@ -233,9 +235,95 @@ def validate(data: Any, file: str, base_dir: Path, sha256: str) -> Spec:
             if spec is not None:
                 pipelines[str(name)] = spec
 
+    tests: list[Any] = []
+    if "tests" in data:
+        tests = check_cases(report, data, pipelines, complete=not report.items)
     if report.items:
         raise ConfigError(report.items)
-    return Spec(file, base_dir, settings, pipelines, sha256)
+    return Spec(file, base_dir, settings, pipelines, sha256, tests)
+
+
+def check_cases(
+    report: _Report, container: YMap, pipelines: dict[str, PipelineSpec], complete: bool = True
+) -> list[Any]:
+    """Validate `container["tests"]` (test cases) against the pipelines; return the cases.
+
+    Names of pipelines and nodes are checked only when the pipelines are `complete` (valid).
+    """
+    from edgewax.config.cases import Case
+
+    class _Tests(BaseModel):
+        tests: list[Case] = Field(min_length=1)
+
+    try:
+        cases = _Tests.model_validate({"tests": container["tests"]}).tests
+    except ValidationError as e:
+        _report_pydantic(report, e, container, _Tests, "key")
+        return []
+    if not complete:
+        return cases
+    raw_list = container["tests"]
+    for i, case in enumerate(cases):
+        raw = raw_list[i]
+        if case.pipeline is None and len(pipelines) != 1:
+            report.add(
+                raw.mark,
+                f"test `{case.name}` does not say which pipeline it tests",
+                f"add `pipeline:`, one of: {', '.join(pipelines)}",
+            )
+            continue
+        pname = case.pipeline or next(iter(pipelines))
+        if pname not in pipelines:
+            report.add(
+                raw.value_marks["pipeline"],
+                f"test `{case.name}`: no pipeline `{pname}`",
+                one_of(pname, pipelines, "pipelines"),
+            )
+            continue
+        p = pipelines[pname]
+        ids = {n.id: n for n in p.nodes}
+        for part in ("inputs", "stub", "expect"):
+            items = getattr(case, part)
+            raw_items = raw.get(part)
+            for j, item in enumerate(items):
+                ref, output = split_ref(item.node)
+                where = (
+                    _locate(raw, (part, j, "node"))
+                    if isinstance(raw_items, YList)
+                    else (_locate(raw, (part, "node")))
+                )
+                if ref not in ids:
+                    report.add(
+                        where,
+                        f"test `{case.name}`: `{item.node}` is not a node of this pipeline",
+                        one_of(ref, ids, "ids"),
+                        pname,
+                    )
+                elif output is not None and (
+                    part != "expect" or output not in ids[ref].cls.outputs
+                ):
+                    report.add(
+                        where,
+                        f"test `{case.name}`: node `{ref}` has no output `{output}`",
+                        f"read it as `{ref}`",
+                        pname,
+                    )
+                elif part == "stub" and ids[ref].cls.kind != "transform":
+                    report.add(
+                        where,
+                        f"test `{case.name}`: only a transform can be stubbed; "
+                        f"`{ref}` is a {ids[ref].cls.kind}",
+                        "inject events at it instead, with `inputs:`",
+                        pname,
+                    )
+                elif part == "inputs" and ids[ref].cls.kind == "sink":
+                    report.add(
+                        where,
+                        f"test `{case.name}`: events cannot be injected at sink `{ref}`",
+                        "inject at a node before it and expect at the sink",
+                        pname,
+                    )
+    return cases
 
 
 def _check_metrics_files(report: _Report, settings: Settings, raw: YMap, base_dir: Path) -> None:
@@ -780,6 +868,7 @@ __all__ = [
     "PipelineSpec",
     "Settings",
     "Spec",
+    "check_cases",
     "did_you_mean",
     "load_spec",
     "load_spec_text",

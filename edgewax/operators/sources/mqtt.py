@@ -107,6 +107,12 @@ class MqttOptions(NodeOptions):
         "`{heart_rate: hr, spo2: vitals.spo2}`; a message without one is dead-lettered. "
         "Default: every top-level payload field.",
     )
+    raw: list[str] = Field(
+        default_factory=list,
+        description="Fields (of `fields`) that are raw personal or sensor data, e.g. "
+        "`[heart_rate, spo2]`: the privacy lint keeps them, and fields computed from them, off "
+        "remote sinks unless the sink says `allow_raw: true`.",
+    )
     key_field: str | None = Field(None, description="Payload path holding the key (device id).")
     key_topic_level: int | None = Field(
         None,
@@ -394,7 +400,8 @@ class MqttSource(Source):
     def fields_out(cls, options: Any, fields_in: Fields, base_dir: Path) -> Fields:
         if options.fields is None:
             return None
-        return {**BASE_FIELDS, **{name: FieldInfo() for name in options.fields}}
+        raw = set(options.raw)
+        return {**BASE_FIELDS, **{name: FieldInfo(raw=name in raw) for name in options.fields}}
 
     @classmethod
     def check(cls, options: Any, fields_in: Fields, base_dir: Path) -> list[Problem]:
@@ -409,6 +416,15 @@ class MqttSource(Source):
                     )
                 )
         problems.extend(o.tls.problems(base_dir))
+        for i, name in enumerate(o.raw):
+            if o.fields is None or name not in o.fields:
+                problems.append(
+                    Problem(
+                        ("raw", i),
+                        f"`{name}` is not one of `fields`",
+                        "list the payload fields in `fields:` to declare some of them raw",
+                    )
+                )
         if o.password is not None and o.username is None:
             problems.append(
                 Problem(
