@@ -34,6 +34,8 @@ class Compiled:
     stop: threading.Event
     stats: dict[tuple[str, str], NodeStats] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
+    keep_state: threading.Event = field(default_factory=threading.Event)
+    """Set by the runner when recovery is on: see `NodeContext.keep_state`."""
 
 
 def step_id(pipeline: str, node: str) -> str:
@@ -93,6 +95,7 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
             dead_letters=c.dead_letters,
             stop=c.stop,
             health=c.health,
+            keep_state=c.keep_state,
             # A named output (`win.late`) may be the events another node also reads: copy them.
             shared_input=any(
                 len(by_id[split_ref(i)[0]].consumers) > 1 or split_ref(i)[1] is not None

@@ -127,6 +127,8 @@ class _Logic(op.StatefulBatchLogic[Group, list[Event], Any]):
         return [out], self.state is None
 
     def on_eof(self) -> tuple[list[list[Event]], bool]:
+        if self.ctx.stopping_to_resume():
+            return [], False  # kept in the snapshot: the restart carries on with it
         return [self.node.flush(self.state)], True
 
     def snapshot(self) -> Any:

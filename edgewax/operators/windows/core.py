@@ -300,6 +300,8 @@ class WindowLogic(op.StatefulBatchLogic[Columns, tuple[list[Event], list[Event]]
         return ([(done, [])] if done else []), self._discard()
 
     def on_eof(self) -> tuple[list[Any], bool]:
+        if self.node.ctx.stopping_to_resume():
+            return [], False  # open windows stay in the snapshot; the restart closes them
         done = self._close(0.0, everything=True)
         return ([(done, [])] if done else []), True
 
