@@ -148,7 +148,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise EdgewaxError("--workers must be at least 1")
     cluster, recovery, interval = _scale_settings(spec, args)
-    compiled = compile_spec(spec, args.pipeline)
+    total = args.workers * (cluster.size if cluster is not None else 1)
+    compiled = compile_spec(spec, args.pipeline, workers=total)
     names = ", ".join(p.name for p in compiled.pipelines)
     log.info(
         "running %s from %s (%d worker%s%s%s)",

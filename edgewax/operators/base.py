@@ -113,6 +113,13 @@ class Node:
     type_name: ClassVar[str] = ""
     kind: ClassVar[Kind]
     Options: ClassVar[type[NodeOptions]] = NodeOptions
+    spread: ClassVar[bool] = False
+    """Heavy native work that releases the GIL (inference): worth spreading over every worker,
+    so a single-partition source is redistributed before it when more workers than partitions
+    run (`settings.redistribute: auto`)."""
+    order_sensitive: ClassVar[bool] = False
+    """Per-key state that depends on arrival order (windows, egress): `auto` does not
+    redistribute a pipeline that has one, since that would reorder a key's events."""
     outputs: ClassVar[tuple[str, ...]] = ()
     """Named outputs besides the main one, read as `inputs: [<id>.<name>]` (e.g. `win.late`);
     `build` puts their streams in `self.extra_outputs`."""
@@ -147,8 +154,14 @@ class Source(Node):
 
     kind: ClassVar[Kind] = "source"
 
+    partitions: int | None = None
+    """After `build`: how many partitions the Bytewax source has (None: not known)."""
+
     def build(self, flow: Any) -> Stream[Event]:
-        return op.input(self.ctx.step_id, flow, self.source())
+        source = self.source()
+        list_parts = getattr(source, "list_parts", None)
+        self.partitions = len(list_parts()) if list_parts is not None else None
+        return op.input(self.ctx.step_id, flow, source)
 
     def source(self) -> Any:
         """The Bytewax source (see `edgewax.operators.sources.partitions`)."""

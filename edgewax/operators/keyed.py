@@ -36,6 +36,8 @@ class KeyedTransform(Transform):
     """Base of nodes with per-group state: subclasses define `step`, and maybe `new_state`,
     `prepare` and `flush`."""
 
+    order_sensitive: ClassVar[bool] = True
+
     default_per: ClassVar[str] = "key"
 
     def new_state(self) -> Any:

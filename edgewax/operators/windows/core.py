@@ -89,6 +89,8 @@ class WindowState:
 class WindowNode(Transform):
     """Base of the `window.*` node types: subclasses say how events map to windows."""
 
+    order_sensitive: ClassVar[bool] = True
+
     outputs: ClassVar[tuple[str, ...]] = ("late",)
     """Extra outputs other nodes may read as `inputs: [<id>.late]`."""
     uses_time: ClassVar[bool] = True
