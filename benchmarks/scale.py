@@ -125,9 +125,9 @@ def main() -> None:
             configs[name].write_text(pipeline(video, redistribute))
         cases = [
             ("1 worker", "auto", 1, 1),
-            ("2 workers", "auto", 2, 1),
+            ("2 workers, redistribute: auto", "auto", 2, 1),
             ("2 workers, redistribute: never", "never", 2, 1),
-            ("2 processes x 1 worker", "auto", 1, 2),
+            ("2 processes, redistribute: auto", "auto", 1, 2),
         ]
         print(
             f"{args.frames} frames 128x128, scenes_cnn_f32 on 4 tiles a frame, "
@@ -146,13 +146,13 @@ def main() -> None:
             seconds = max(total - startup, 1e-6)
             rates[label] = args.frames / seconds
             print(
-                f"  {label:<32} {total:6.2f} s total, {startup:5.2f} s start-up, "
+                f"  {label:<34} {total:6.2f} s total, {startup:5.2f} s start-up, "
                 f"{rates[label]:8.0f} frames/s"
             )
         base = rates["1 worker"]
         for label in rates:
-            print(f"  {label:<32} {rates[label] / base:5.2f}x one worker")
-        best = max(rates["2 workers"], rates["2 processes x 1 worker"]) / base
+            print(f"  {label:<34} {rates[label] / base:5.2f}x one worker")
+        best = max(rate for label, rate in rates.items() if label != "1 worker") / base
         verdict = "meets" if best >= 1.6 else "misses"
         print(f"better of 2 workers / 2 processes: {best:.2f}x one worker ({verdict} the 1.6x bar)")
     finally:

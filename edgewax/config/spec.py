@@ -130,12 +130,13 @@ class Settings(BaseModel):
         default_factory=RecoverySettings,
         description="State that survives restarts (`{enabled, snapshot_interval}`); default off.",
     )
-    redistribute: Literal["auto", "always", "never"] = Field(
-        "auto",
-        description="Spread a source's events over every worker when it has fewer partitions "
+    redistribute: Literal["never", "auto", "always"] = Field(
+        "never",
+        description="Spread a source's batches over every worker when it has fewer partitions "
         "(one camera, one file) than workers run. `auto`: when the pipeline runs inference "
-        "(`tflite`) and has no window or keyed egress after it (spreading reorders a key's "
-        "events); `always`; `never`.",
+        "(`tflite`) and has no window or keyed node (spreading reorders a key's events); "
+        "`always`; `never` (default: on a 2-core box it measured slower, see "
+        "`benchmarks/scale.py`).",
     )
     shutdown_timeout: Duration = Field(
         30.0,
