@@ -274,3 +274,48 @@ def test_cluster_flags_mistakes_are_one_line(project: Path) -> None:
         env={"EDGEWAX_PROCESS_ID": "0", "EDGEWAX_ADDRESSES": "nohost"},
     )
     assert proc.returncode == 1 and "`nohost` is not host:port" in proc.stderr
+
+
+def test_redistribute_spreads_a_single_file_and_keeps_the_output(tmp_path: Path) -> None:
+    from edgewax.config.spec import load_spec_text
+    from edgewax.flows.compiler import compile_spec, should_redistribute
+
+    write_data(tmp_path)
+    text = """\
+version: 1
+settings: {state_dir: state, redistribute: REDISTRIBUTE}
+pipelines:
+  p:
+    nodes:
+      - {id: rec, type: source.jsonl, path: data/m1.jsonl, batch_size: 50}
+      - {id: hot, type: filter, where: "v > 500"}
+      - {id: out, type: sink.jsonl, path: out/files.jsonl}
+"""
+    outputs = []
+    for mode in ("never", "always"):
+        (tmp_path / "pipelines.yaml").write_text(text.replace("REDISTRIBUTE", mode))
+        spec = load_spec_text(text.replace("REDISTRIBUTE", mode), tmp_path)
+        steps = str(compile_spec(spec, workers=2).flow.substeps)
+        assert ("p/rec/redistribute" in steps) == (mode == "always")
+        proc = cli("run", "pipelines.yaml", "-q", "--no-metrics", "-w", "2", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(Counter((tmp_path / "out/files.jsonl").read_text().splitlines()))
+        (tmp_path / "out/files.jsonl").unlink()
+    assert outputs[0] == outputs[1] and sum(outputs[0].values()) > 1000
+    # `auto`: only a pipeline with inference and without order-sensitive (keyed) nodes.
+    auto = load_spec_text(text.replace("REDISTRIBUTE", "auto"), tmp_path)
+    assert not should_redistribute(auto, auto.pipelines["p"])
+    from edgewax.config.diagnostics import Mark
+    from edgewax.config.spec import NodeSpec, PipelineSpec
+    from edgewax.operators.registry import node_types
+
+    types = node_types()
+
+    def pipeline(*names: str) -> PipelineSpec:
+        nodes = [NodeSpec(n, n, types[n], None, [], Mark(1, 1)) for n in names]
+        return PipelineSpec("p", nodes, Mark(1, 1))
+
+    assert should_redistribute(auto, pipeline("source.camera", "tflite", "sink.jsonl"))
+    windowed = pipeline("source.camera", "tflite", "window.tumbling", "sink.jsonl")
+    assert not should_redistribute(auto, windowed)
+    assert not should_redistribute(auto, pipeline("source.camera", "tflite", "egress.dedup"))
