@@ -190,6 +190,15 @@ def test_sigkill_two_processes_then_restart(project: Path, tmp_path: Path) -> No
     # Each process keeps its own state folder, with its own recovery partition.
     assert (project / "state/proc-0/recovery/part-0.sqlite3").is_file()
     assert (project / "state/proc-1/recovery/part-1.sqlite3").is_file()
+    # Another number of processes cannot take that state over: one line, before connecting.
+    three = ";".join(f"127.0.0.1:{p}" for p in free_ports(3))
+    proc = cli("run", "pipelines.yaml", "-q", "--recovery", "-i", "0", "-a", three, cwd=project)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "holds the state of a run of 2 process(es), as process 0; this is process 0 of 3. Run "
+        "with the same number of processes (workers per process may change), or delete the "
+        "recovery folders to start over"
+    )
 
 
 def test_sigterm_exits_0_and_loses_nothing_in_flight(project: Path, http: HttpServer) -> None:

@@ -14,6 +14,7 @@ partitions live in `state_dir/recovery` (one per process, each process keeping i
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -91,16 +92,26 @@ def recovery_dir(state_dir: Path, cluster: Cluster | None) -> Path:
     from bytewax.recovery import init_db_dir
 
     path = state_dir / "recovery"
-    if any(path.glob("part-*.sqlite3")):
-        return path
     n = cluster.size if cluster is not None else 1
     index = cluster.process_id if cluster is not None else 0
+    marker = path / "edgewax.json"
+    if any(path.glob("part-*.sqlite3")):
+        made = _recovery_shape(marker)
+        if made != (n, index):
+            was = f"{made[0]} process(es), as process {made[1]}" if made else "another run"
+            raise EdgewaxError(
+                f"{path} holds the state of a run of {was}; this is process {index} of {n}. "
+                "Run with the same number of processes (workers per process may change), or "
+                "delete the recovery folders to start over"
+            )
+        return path
     tmp = state_dir / "recovery.new"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     init_db_dir(tmp, n)  # type: ignore[no-untyped-call]
     path.mkdir(parents=True, exist_ok=True)
     os.replace(tmp / f"part-{index}.sqlite3", path / f"part-{index}.sqlite3")
+    marker.write_text(json.dumps({"processes": n, "process_id": index}) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("recovery: created %s", path)
     return path
@@ -236,6 +247,15 @@ def run(
         if server is not None:
             server.stop()
     return RunResult(time.monotonic() - started, bool(watch and watch.signalled))
+
+
+def _recovery_shape(marker: Path) -> tuple[int, int] | None:
+    """(processes, process id) of the run that made a recovery folder, from its marker."""
+    try:
+        data = json.loads(marker.read_text())
+        return int(data["processes"]), int(data["process_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _serve_metrics(
