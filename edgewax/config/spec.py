@@ -135,7 +135,7 @@ class Settings(BaseModel):
         description="Spread a source's batches over every worker when it has fewer partitions "
         "(one camera, one file) than workers run. `auto`: when the pipeline runs inference "
         "(`tflite`) and has no window or keyed node (spreading reorders a key's events); "
-        "`always`; `never` (default: on a 2-core box it measured slower, see "
+        "`always`; `never` (default: on a 2-core box it bought nothing measurable, see "
         "`benchmarks/scale.py`).",
     )
     shutdown_timeout: Duration = Field(
