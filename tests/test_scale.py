@@ -194,10 +194,14 @@ def test_sigkill_two_processes_then_restart(project: Path, tmp_path: Path) -> No
     three = ";".join(f"127.0.0.1:{p}" for p in free_ports(3))
     proc = cli("run", "pipelines.yaml", "-q", "--recovery", "-i", "0", "-a", three, cwd=project)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].endswith(
-        "holds the state of a run of 2 process(es), as process 0; this is process 0 of 3. Run "
-        "with the same number of processes (workers per process may change), or delete the "
-        "recovery folders to start over"
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "holds the state of a run of 2 process(es), as process 0; this is process 0 of 3. Run "
+            "with the same number of processes (workers per process may change), or delete the "
+            "recovery folders to start over"
+        )
     )
 
 
@@ -328,3 +332,66 @@ pipelines:
     windowed = pipeline("source.camera", "tflite", "window.tumbling", "sink.jsonl")
     assert not should_redistribute(auto, windowed)
     assert not should_redistribute(auto, pipeline("source.camera", "tflite", "egress.dedup"))
+
+
+def _kill_mid_run_and_restart(
+    folder: Path, path: str, minimum: int, interval: str = "0.2"
+) -> list[dict[str, object]]:
+    """Start with recovery, SIGKILL once `path` has `minimum` lines, restart, return the lines."""
+    out = folder / path
+    first = start(folder, "--snapshot-interval", interval)
+    deadline = time.monotonic() + 30
+    while not out.exists() or len(out.read_bytes().splitlines()) < minimum:
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    time.sleep(1.1)  # a resumed source that restarted its clock would now be off by a second
+    finish([start(folder, "--snapshot-interval", interval)])
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("interval", ["0.2", "30"], ids=["after-snapshots", "before-any"])
+def test_resumed_synthetic_replay_keeps_its_start_time(tmp_path: Path, interval: str) -> None:
+    # No `start`: the stream starts "now"; the restart must go on with the first run's clock.
+    (tmp_path / "pipelines.yaml").write_text("""\
+version: 1
+settings: {state_dir: state}
+pipelines:
+  p:
+    nodes:
+      - {id: s, type: sensor.synthetic, keys: [a, b], rate_hz: 100, count: 1500, speed: 5}
+      - {id: out, type: sink.jsonl, path: out.jsonl}
+""")
+    # Killed after a few snapshots, or before the first (the sink goes back to where it began).
+    events = _kill_mid_run_and_restart(tmp_path, "out.jsonl", 500, interval)
+    for key in ("a", "b"):
+        ts = sorted(float(e["ts"]) for e in events if e["key"] == key)  # type: ignore[arg-type]
+        assert len(ts) == 1500  # none lost, none twice
+        assert max(abs(t - (ts[0] + i / 100)) for i, t in enumerate(ts)) < 1e-6
+
+
+def test_resumed_camera_file_replay_goes_on_from_its_frame(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(
+        str(tmp_path / "cam.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (32, 32)
+    )
+    for i in range(150):
+        writer.write(np.full((32, 32, 3), i, np.uint8))
+    writer.release()
+    (tmp_path / "pipelines.yaml").write_text("""\
+version: 1
+settings: {state_dir: state}
+pipelines:
+  p:
+    nodes:
+      - {id: cam, type: source.camera, file: cam.avi, speed: 4}
+      - {id: keep, type: select, fields: [frame_index]}
+      - {id: out, type: sink.jsonl, path: out.jsonl}
+""")
+    events = _kill_mid_run_and_restart(tmp_path, "out.jsonl", 60)
+    assert sorted(e["frame_index"] for e in events) == list(range(150))  # type: ignore[type-var]
+    ts = sorted(float(e["ts"]) for e in events)  # type: ignore[arg-type]
+    assert max(abs(t - (ts[0] + i / 25)) for i, t in enumerate(ts)) < 1e-6

@@ -43,17 +43,40 @@ class _JsonlWriter(SinkWriter, ResumableWriter):
         self.path = node.ctx.path(o.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            recovering = node.ctx.keep_state.is_set()
+            first = self._first_offset() if recovering else None
             if resume is not None:
                 self._truncate(int(resume))
+            elif first is not None:
+                # Restarted before the first snapshot: back to where the first run began.
+                self._truncate(first)
             elif o.mode == "overwrite":
                 self.path.write_bytes(b"")
             self.file = open(self.path, "ab")  # noqa: SIM115 - open for the sink's life
+            if recovering and first is None:
+                self._start_file.parent.mkdir(parents=True, exist_ok=True)
+                self._start_file.write_text(str(self.file.tell()))
         except OSError as e:
             raise EdgewaxError(
                 f"pipeline {node.ctx.pipeline}, node {node.ctx.node_id}: cannot write "
                 f"`{self.path}`: {e.strerror}"
             ) from None
         self.size = self.file.tell()
+
+    @property
+    def _start_file(self) -> Path:
+        """Where a recovering run notes the file's size when it began, until its first snapshot.
+
+        It lives in the recovery folder, so deleting that folder (starting over) forgets it too.
+        """
+        ctx = self.ctx
+        return ctx.state_dir / "recovery" / "sinks" / f"{ctx.pipeline}.{ctx.node_id}.start"
+
+    def _first_offset(self) -> int | None:
+        try:
+            return int(self._start_file.read_text())
+        except (OSError, ValueError):
+            return None
 
     def _truncate(self, offset: int) -> None:
         """Resume: drop what was written after the snapshot (Bytewax replays it)."""
