@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -242,6 +243,15 @@ def test_sigterm_with_recovery_pauses_and_the_restart_finishes(
     assert lines(project) == expected
 
 
+def wait_for_outbox(folder: Path, proc: subprocess.Popen[str]) -> None:
+    """Until the run is inside Bytewax (its HTTP sink's outbox open): signals are ours then."""
+    deadline = time.monotonic() + 30
+    while not (folder / "state/outbox/synth.cloud.db").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
 def test_second_signal_exits_at_once_and_shutdown_is_bounded(
     project: Path, http: HttpServer
 ) -> None:
@@ -249,8 +259,7 @@ def test_second_signal_exits_at_once_and_shutdown_is_bounded(
     http.script(*[(200, {}, 20.0)] * 50)
     (project / "pipelines.yaml").write_text(pipelines(0, http.url))
     proc = start(project)
-    time.sleep(3.0)  # the replay is done by now; the outbox waits on the slow server
-    assert proc.poll() is None
+    wait_for_outbox(project, proc)
     proc.send_signal(signal.SIGTERM)
     time.sleep(1.0)
     t0 = time.monotonic()
@@ -259,9 +268,10 @@ def test_second_signal_exits_at_once_and_shutdown_is_bounded(
     assert proc.returncode == 128 + signal.SIGTERM
     assert time.monotonic() - t0 < 3
 
+    shutil.rmtree(project / "state")
     (project / "pipelines.yaml").write_text(pipelines(0, http.url, ", shutdown_timeout: 2s"))
     proc = start(project)
-    time.sleep(2.0)
+    wait_for_outbox(project, proc)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
