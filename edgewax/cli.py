@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         "--quiet", "-q", action="store_true", help="no live status and no summary at the end"
     )
     _metrics_arguments(run)
+    _scale_arguments(run)
 
     _top_parser(sub)
 
@@ -174,16 +175,23 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel((args.log_level or spec.settings.log_level).upper())
     if args.workers < 1:
         raise EdgewaxError("--workers must be at least 1")
-    compiled = compile_spec(spec, args.pipeline)
+    cluster, recovery, interval = _scale_settings(spec, args)
+    total = args.workers * (cluster.size if cluster is not None else 1)
+    compiled = compile_spec(spec, args.pipeline, workers=total)
     names = ", ".join(p.name for p in compiled.pipelines)
     log.info(
-        "running %s from %s (%d worker%s)",
+        "running %s from %s (%d worker%s%s%s)",
         names,
         args.file,
         args.workers,
         "s" if args.workers > 1 else "",
+        f", process {cluster.process_id} of {cluster.size}" if cluster is not None else "",
+        f", recovery every {interval:g} s in {spec.state_dir / 'recovery'}" if recovery else "",
     )
     metrics, required = _metrics_settings(spec, args)
+    if metrics is not None and cluster is not None and cluster.process_id:
+        # Processes of one cluster often share a host: each serves on its own port.
+        metrics = metrics.model_copy(update={"port": metrics.port + cluster.process_id})
     live = _live_view(compiled) if not args.quiet else None
     if live is not None:
         live.start()
@@ -194,6 +202,9 @@ def _run(args: argparse.Namespace) -> int:
             metrics=metrics,
             metrics_required=required,
             engine_metrics=args.engine_metrics,
+            cluster=cluster,
+            recovery=recovery,
+            snapshot_interval=interval,
         )
     finally:
         if live is not None:
@@ -222,6 +233,67 @@ def _metrics_arguments(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also start Bytewax's own dataflow API (listens on 0.0.0.0:3030, no auth)",
     )
+
+
+def _scale_arguments(run: argparse.ArgumentParser) -> None:
+    g = run.add_argument_group("scale-out and recovery (see README: Scaling out)")
+    g.add_argument(
+        "--process-id",
+        "-i",
+        type=int,
+        default=_env_int("EDGEWAX_PROCESS_ID"),
+        metavar="I",
+        help="this process's index in a multi-process run, 0 to N-1 (env EDGEWAX_PROCESS_ID)",
+    )
+    g.add_argument(
+        "--addresses",
+        "-a",
+        default=os.environ.get("EDGEWAX_ADDRESSES"),
+        metavar="HOST:PORT;...",
+        help="every process's host:port, in process-id order (env EDGEWAX_ADDRESSES)",
+    )
+    g.add_argument(
+        "--recovery",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep snapshots in state_dir/recovery and resume from them (settings.recovery)",
+    )
+    g.add_argument(
+        "--snapshot-interval",
+        type=float,
+        metavar="S",
+        help="seconds between recovery snapshots (default settings.recovery.snapshot_interval, "
+        "10); implies --recovery",
+    )
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"edgewax: error: ${name} must be an integer, not `{value}`") from None
+
+
+def _scale_settings(spec: Spec, args: argparse.Namespace) -> tuple[Any, bool, float]:
+    """The cluster (None: one process), whether recovery is on, the snapshot interval."""
+    from edgewax.flows.runner import Cluster
+
+    cluster = Cluster.parse(args.process_id, args.addresses)
+    if cluster is not None and cluster.size > 1:
+        spec.state_subdir = f"proc-{cluster.process_id}"
+    settings = spec.settings.recovery
+    interval = float(settings.snapshot_interval)
+    if args.snapshot_interval is not None:
+        if args.snapshot_interval <= 0:
+            raise EdgewaxError("--snapshot-interval must be more than 0")
+        interval = args.snapshot_interval
+    recovery = settings.enabled if args.recovery is None else args.recovery
+    if args.snapshot_interval is not None and args.recovery is None:
+        recovery = True
+    return cluster, recovery, interval
 
 
 def _metrics_settings(spec: Spec, args: argparse.Namespace) -> tuple[MetricsSettings | None, bool]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from edgewax.config.diagnostics import ConfigError, Diagnostic, Mark, did_you_mean, one_of
 from edgewax.config.loader import YList, YMap, load_yaml_text, read_text
-from edgewax.config.types import ByteSize
+from edgewax.config.types import ByteSize, Duration
 from edgewax.operators.base import Fields, Node
 from edgewax.operators.registry import node_types, plugin_failure
 
@@ -87,6 +87,23 @@ class MetricsSettings(BaseModel):
         return path
 
 
+class RecoverySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        False,
+        description="Keep Bytewax recovery snapshots in `state_dir/recovery`: a restart (after a "
+        "crash, SIGKILL or SIGTERM) resumes windows, keyed state, source positions and file sinks "
+        "from the last snapshot. Delete that folder to start over.",
+    )
+    snapshot_interval: Duration = Field(
+        10.0,
+        gt=0,
+        description="How often state is snapshotted (e.g. 5s); at most this much work is redone "
+        "after a crash.",
+    )
+
+
 class Settings(BaseModel):
     """Settings for the whole file."""
 
@@ -108,6 +125,25 @@ class Settings(BaseModel):
         description="The HTTP endpoint of a run: Prometheus `/metrics`, `/healthz`, `/readyz` "
         "(`{enabled, host, port, path, auth: {username, password}, tls: {cert, key}}`); "
         "default 127.0.0.1:9464.",
+    )
+    recovery: RecoverySettings = Field(
+        default_factory=RecoverySettings,
+        description="State that survives restarts (`{enabled, snapshot_interval}`); default off.",
+    )
+    redistribute: Literal["never", "auto", "always"] = Field(
+        "never",
+        description="Spread a source's batches over every worker when it has fewer partitions "
+        "(one camera, one file) than workers run. `auto`: when the pipeline runs inference "
+        "(`tflite`) and has no window or keyed node (spreading reorders a key's events); "
+        "`always`; `never` (default: on a 2-core box it bought nothing measurable, see "
+        "`benchmarks/scale.py`).",
+    )
+    shutdown_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description="After SIGTERM/SIGINT, the longest the run may take to drain, flush sinks "
+        "and the outbox before it exits anyway (exit code 1); set systemd's TimeoutStopSec "
+        "above it.",
     )
 
 
@@ -146,11 +182,14 @@ class Spec:
     sha256: str
     tests: list[Any] = field(default_factory=list)
     """Test cases from the `tests:` key (`edgewax.config.cases.Case`), for `edgewax test`."""
+    state_subdir: str = ""
+    """Set per process in a multi-process run (`proc-<I>`), so processes never share a file."""
 
     @property
     def state_dir(self) -> Path:
         p = Path(self.settings.state_dir).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
+        p = p if p.is_absolute() else self.base_dir / p
+        return p / self.state_subdir if self.state_subdir else p
 
 
 def load_spec(path: Path, env: Mapping[str, str] | None = None, display: str | None = None) -> Spec:

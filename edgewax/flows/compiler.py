@@ -34,6 +34,8 @@ class Compiled:
     stop: threading.Event
     stats: dict[tuple[str, str], NodeStats] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
+    keep_state: threading.Event = field(default_factory=threading.Event)
+    """Set by the runner when recovery is on: see `NodeContext.keep_state`."""
 
 
 def step_id(pipeline: str, node: str) -> str:
@@ -58,8 +60,13 @@ def compile_spec(
     pipelines: list[str] | None = None,
     metrics: Metrics | None = None,
     stop: threading.Event | None = None,
+    workers: int = 1,
 ) -> Compiled:
-    """Build the Bytewax dataflow for the chosen pipelines (default: all of them)."""
+    """Build the Bytewax dataflow for the chosen pipelines (default: all of them).
+
+    `workers` is the number of workers in the whole run (threads x processes): a source with
+    fewer partitions is redistributed as `settings.redistribute` says.
+    """
     metrics = metrics or Metrics()
     stop = stop or threading.Event()
     dl = spec.settings.dead_letter
@@ -70,12 +77,37 @@ def compile_spec(
     compiled = Compiled(flow, spec, chosen, metrics, dead_letters, stop)
     metrics.build_info.labels(__version__, spec.sha256).set(1)
     for pipeline in chosen:
-        _compile_pipeline(compiled, pipeline)
+        _compile_pipeline(compiled, pipeline, workers)
     return compiled
 
 
-def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
+def redistribute_batches(step: str, up: Stream[Any]) -> Stream[Any]:
+    """Bytewax's `redistribute`, moving whole batches (one pickle and route per batch)."""
+    batches = op.flat_map_batch(f"{step}/pack", up, _pack)
+    spread = op.redistribute(step, batches)
+    return op.flat_map_batch(f"{step}/unpack", spread, _unpack)
+
+
+def _pack(batch: list[Any]) -> list[list[Any]]:
+    return [batch] if batch else []
+
+
+def _unpack(batches: list[list[Any]]) -> list[Any]:
+    return batches[0] if len(batches) == 1 else [e for b in batches for e in b]
+
+
+def should_redistribute(spec: Spec, pipeline: PipelineSpec) -> bool:
+    """Whether a pipeline's small sources are spread over the workers (`settings.redistribute`)."""
+    mode = spec.settings.redistribute
+    if mode != "auto":
+        return mode == "always"
+    classes = [n.cls for n in pipeline.nodes]
+    return any(c.spread for c in classes) and not any(c.order_sensitive for c in classes)
+
+
+def _compile_pipeline(c: Compiled, pipeline: PipelineSpec, workers: int = 1) -> None:
     streams: dict[str, Stream[Any]] = {}
+    spread = workers > 1 and should_redistribute(c.spec, pipeline)
     by_id = {n.id: n for n in pipeline.nodes}
     for n in pipeline.nodes:
         sid = step_id(pipeline.name, n.id)
@@ -93,6 +125,7 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
             dead_letters=c.dead_letters,
             stop=c.stop,
             health=c.health,
+            keep_state=c.keep_state,
             # A named output (`win.late`) may be the events another node also reads: copy them.
             shared_input=any(
                 len(by_id[split_ref(i)[0]].consumers) > 1 or split_ref(i)[1] is not None
@@ -101,7 +134,11 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec) -> None:
         )
         node = n.cls(n.options, ctx)
         if isinstance(node, Source):
-            streams[n.id] = node.build(c.flow)
+            stream = node.build(c.flow)
+            if spread and (node.partitions is None or node.partitions < workers):
+                # One camera or file is read by one worker: hand its batches round the others.
+                stream = redistribute_batches(f"{sid}/redistribute", stream)
+            streams[n.id] = stream
             continue
         ups = [streams[i] for i in n.inputs]
         up = ups[0] if len(ups) == 1 else op.merge(f"{sid}/merge", *ups)

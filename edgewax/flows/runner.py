@@ -2,20 +2,29 @@
 
 Bytewax dies on SIGTERM unless told otherwise. Here both signals are caught and handed to one
 watcher thread: the first sets the stop flag (sources end, in-flight batches drain, sinks flush and
-close, exit 0); a second exits at once.
+close, exit 0) and starts the shutdown clock (`settings.shutdown_timeout`: past it the process exits
+with 1, whatever is still running); a second signal exits at once.
+
+Scale-out is Bytewax's own: `workers` threads per process, and a cluster of processes given by
+`Cluster` (this process's index and every process's `host:port`). Recovery is Bytewax's too: the
+partitions live in `state_dir/recovery` (one per process, each process keeping its own under
+`state_dir/proc-<I>/`), created on the first run.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from bytewax._bytewax import cli_main
 
@@ -39,6 +48,75 @@ class RunResult:
     stopped_by_signal: bool
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """This process's place in a multi-process run: its index and every process's address."""
+
+    process_id: int
+    addresses: list[str]
+
+    @classmethod
+    def parse(cls, process_id: int | None, addresses: str | None) -> Cluster | None:
+        """From `--process-id` and `--addresses "host:port;host:port"`; None for one process."""
+        if process_id is None and not addresses:
+            return None
+        if process_id is None or not addresses:
+            raise EdgewaxError(
+                "--process-id and --addresses go together (or EDGEWAX_PROCESS_ID and "
+                "EDGEWAX_ADDRESSES): this process's index and every process's host:port"
+            )
+        parts = [a.strip() for a in addresses.split(";") if a.strip()]
+        for a in parts:
+            host, _, port = a.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise EdgewaxError(f"--addresses: `{a}` is not host:port")
+        if not 0 <= process_id < len(parts):
+            raise EdgewaxError(
+                f"--process-id {process_id} is not an index into the {len(parts)} addresses "
+                f"(0 to {len(parts) - 1})"
+            )
+        return cls(process_id, parts)
+
+    @property
+    def size(self) -> int:
+        return len(self.addresses)
+
+
+def recovery_dir(state_dir: Path, cluster: Cluster | None) -> Path:
+    """This process's Bytewax recovery partitions, created on the first run.
+
+    One process: one partition (any number of worker threads can share it). N processes: N
+    partitions, process I keeping `part-I` in its own state folder, so the cluster holds each
+    exactly once, whether the processes share a disk or not.
+    """
+    from bytewax.recovery import init_db_dir
+
+    path = state_dir / "recovery"
+    n = cluster.size if cluster is not None else 1
+    index = cluster.process_id if cluster is not None else 0
+    marker = path / "edgewax.json"
+    if any(path.glob("part-*.sqlite3")):
+        made = _recovery_shape(marker)
+        if made != (n, index):
+            was = f"{made[0]} process(es), as process {made[1]}" if made else "another run"
+            raise EdgewaxError(
+                f"{path} holds the state of a run of {was}; this is process {index} of {n}. "
+                "Run with the same number of processes (workers per process may change), or "
+                "delete the recovery folders to start over"
+            )
+        return path
+    tmp = state_dir / "recovery.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    init_db_dir(tmp, n)  # type: ignore[no-untyped-call]
+    path.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp / f"part-{index}.sqlite3", path / f"part-{index}.sqlite3")
+    marker.write_text(json.dumps({"processes": n, "process_id": index}) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("recovery: created %s", path)
+    return path
+
+
 class _SignalWatch:
     """Catch SIGINT/SIGTERM in whatever thread the kernel picks, act on them in our own thread.
 
@@ -47,8 +125,9 @@ class _SignalWatch:
     native threads (BLAS pools, Bytewax workers) exist.
     """
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, timeout: float = 30.0) -> None:
         self.stop = stop
+        self.timeout = timeout
         self.signalled = False
         self._read, self._write = socket.socketpair()
         self._write.setblocking(False)
@@ -79,9 +158,22 @@ class _SignalWatch:
                         name,
                     )
                     self.stop.set()
+                    threading.Thread(
+                        target=self._deadline, name="edgewax-shutdown", daemon=True
+                    ).start()
                 else:
                     log.warning("%s again: exiting now", name)
                     os._exit(128 + signum)
+
+    def _deadline(self) -> None:
+        """Past `timeout` after the first signal, exit whatever is still running (exit 1)."""
+        time.sleep(self.timeout)
+        log.error(
+            "still not stopped %.0f s after the signal (settings.shutdown_timeout): exiting now",
+            self.timeout,
+        )
+        logging.shutdown()
+        os._exit(1)
 
     def close(self) -> None:
         signal.set_wakeup_fd(self._previous_fd)
@@ -103,12 +195,18 @@ def run(
     metrics: MetricsSettings | None = None,
     metrics_required: bool = True,
     engine_metrics: bool = False,
+    cluster: Cluster | None = None,
+    recovery: bool = False,
+    snapshot_interval: float | None = None,
 ) -> RunResult:
     """Run until every source ends or a signal stops them; raise EdgewaxError for a user's fault.
 
     With `metrics` (the CLI passes `settings.metrics`), `/metrics`, `/healthz` and `/readyz` are
     served for the life of the run; if the address is taken, that is an error when
     `metrics_required` (the port was configured), else a warning and the run goes on without.
+
+    With `recovery`, state is snapshotted every `snapshot_interval` seconds (Bytewax's epoch) into
+    `state_dir/recovery` and a restart resumes from the last snapshot.
     """
     started = time.monotonic()
     _engine_api(engine_metrics, compiled)
@@ -117,11 +215,23 @@ def run(
         compiled.metrics.up.labels(p.name).set(1)
     watch = None
     try:
-        watch = _SignalWatch(compiled.stop) if handle_signals else None
+        recovery_config = None
+        if recovery:
+            from bytewax.recovery import RecoveryConfig
+
+            db = recovery_dir(compiled.spec.state_dir, cluster)
+            recovery_config = RecoveryConfig(str(db))  # type: ignore[no-untyped-call]
+            compiled.keep_state.set()
+            epoch_interval = snapshot_interval or epoch_interval
+        timeout = float(compiled.spec.settings.shutdown_timeout)
+        watch = _SignalWatch(compiled.stop, timeout) if handle_signals else None
         cli_main(  # type: ignore[no-untyped-call]
             compiled.flow,
             workers_per_process=workers,
+            process_id=cluster.process_id if cluster is not None else None,
+            addresses=cluster.addresses if cluster is not None else None,
             epoch_interval=timedelta(seconds=epoch_interval),
+            recovery_config=recovery_config,
         )
     except Exception as e:
         user_error = _user_error(e)
@@ -137,6 +247,15 @@ def run(
         if server is not None:
             server.stop()
     return RunResult(time.monotonic() - started, bool(watch and watch.signalled))
+
+
+def _recovery_shape(marker: Path) -> tuple[int, int] | None:
+    """(processes, process id) of the run that made a recovery folder, from its marker."""
+    try:
+        data = json.loads(marker.read_text())
+        return int(data["processes"]), int(data["process_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _serve_metrics(

@@ -84,6 +84,14 @@ class NodeContext:
     """Readiness checks for `/readyz`: `ctx.health.check(f"{pipeline}/{node}", "source")`."""
     shared_input: bool = False
     """True when another node reads the same upstream events: copy before changing them."""
+    keep_state: threading.Event = field(default_factory=threading.Event)
+    """Set when the run keeps recovery snapshots. Then a stop by signal is a pause, not an end:
+    stateful nodes keep their state at end of stream (`stopping_to_resume()`) instead of
+    flushing it, and the restart carries on exactly where the snapshot left off."""
+
+    def stopping_to_resume(self) -> bool:
+        """True at end of stream when it is a stop by signal that a restart will resume."""
+        return self.stop.is_set() and self.keep_state.is_set()
 
     def path(self, p: str | Path) -> Path:
         """A path from the config, relative to the config file's folder."""
@@ -105,6 +113,13 @@ class Node:
     type_name: ClassVar[str] = ""
     kind: ClassVar[Kind]
     Options: ClassVar[type[NodeOptions]] = NodeOptions
+    spread: ClassVar[bool] = False
+    """Heavy native work that releases the GIL (inference): worth spreading over every worker,
+    so a single-partition source is redistributed before it when more workers than partitions
+    run (`settings.redistribute: auto`)."""
+    order_sensitive: ClassVar[bool] = False
+    """Per-key state that depends on arrival order (windows, egress): `auto` does not
+    redistribute a pipeline that has one, since that would reorder a key's events."""
     outputs: ClassVar[tuple[str, ...]] = ()
     """Named outputs besides the main one, read as `inputs: [<id>.<name>]` (e.g. `win.late`);
     `build` puts their streams in `self.extra_outputs`."""
@@ -139,8 +154,14 @@ class Source(Node):
 
     kind: ClassVar[Kind] = "source"
 
+    partitions: int | None = None
+    """After `build`: how many partitions the Bytewax source has (None: not known)."""
+
     def build(self, flow: Any) -> Stream[Event]:
-        return op.input(self.ctx.step_id, flow, self.source())
+        source = self.source()
+        list_parts = getattr(source, "list_parts", None)
+        self.partitions = len(list_parts()) if list_parts is not None else None
+        return op.input(self.ctx.step_id, flow, source)
 
     def source(self) -> Any:
         """The Bytewax source (see `edgewax.operators.sources.partitions`)."""
@@ -215,10 +236,23 @@ class Sink(Node):
     """True for sinks whose events leave the device (HTTP, MQTT, Kafka): the privacy lint and
     `edgewax explain` look at these; such sinks take an `allow_raw: bool` option."""
 
+    resumable: ClassVar[bool] = False
+    """True for sinks whose writer can resume from a snapshot (`open_resumable`): they run as
+    one Bytewax partition (one writer in the whole cluster) with their position in recovery."""
+
     def open(self) -> SinkWriter:
         raise NotImplementedError
 
+    def open_resumable(self, state: Any) -> SinkWriter:
+        """A writer that continues from `state` (None: a fresh start); see `sinks.partitioned`."""
+        raise NotImplementedError
+
     def build(self, up: Stream[Event]) -> None:
+        if self.resumable:
+            from edgewax.operators.sinks.partitioned import attach_resumable
+
+            attach_resumable(self, up)
+            return
         from edgewax.operators.sinks.writer import attach_writer
 
         attach_writer(self, up)

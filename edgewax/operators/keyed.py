@@ -36,6 +36,8 @@ class KeyedTransform(Transform):
     """Base of nodes with per-group state: subclasses define `step`, and maybe `new_state`,
     `prepare` and `flush`."""
 
+    order_sensitive: ClassVar[bool] = True
+
     default_per: ClassVar[str] = "key"
 
     def new_state(self) -> Any:
@@ -127,6 +129,8 @@ class _Logic(op.StatefulBatchLogic[Group, list[Event], Any]):
         return [out], self.state is None
 
     def on_eof(self) -> tuple[list[list[Event]], bool]:
+        if self.ctx.stopping_to_resume():
+            return [], False  # kept in the snapshot: the restart carries on with it
         return [self.node.flush(self.state)], True
 
     def snapshot(self) -> Any:

@@ -214,6 +214,7 @@ class Tflite(Transform):
     """
 
     type_name = "tflite"
+    spread = True  # LiteRT releases the GIL: worker threads run models in parallel
     Options: ClassVar[type[NodeOptions]] = TfliteOptions
 
     def __init__(self, options: TfliteOptions, ctx: NodeContext) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -13,6 +14,9 @@ from edgewax.errors import EdgewaxError
 from edgewax.events import Event, encode
 from edgewax.operators.base import NodeOptions, Sink, SinkWriter
 from edgewax.operators.registry import register
+from edgewax.operators.sinks.partitioned import ResumableWriter
+
+log = logging.getLogger(__name__)
 
 
 class JsonlSinkOptions(NodeOptions):
@@ -31,23 +35,69 @@ class JsonlSinkOptions(NodeOptions):
     )
 
 
-class _JsonlWriter(SinkWriter):
-    def __init__(self, node: JsonlSink) -> None:
+class _JsonlWriter(SinkWriter, ResumableWriter):
+    def __init__(self, node: JsonlSink, resume: Any = None) -> None:
         o: JsonlSinkOptions = node.options
         self.ctx = node.ctx
         self.options = o
         self.path = node.ctx.path(o.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if o.mode == "overwrite":
+            recovering = node.ctx.keep_state.is_set()
+            first = self._first_offset() if recovering else None
+            if resume is not None:
+                self._truncate(int(resume))
+            elif first is not None:
+                # Restarted before the first snapshot: back to where the first run began.
+                self._truncate(first)
+            elif o.mode == "overwrite":
                 self.path.write_bytes(b"")
             self.file = open(self.path, "ab")  # noqa: SIM115 - open for the sink's life
+            if recovering and first is None:
+                self._start_file.parent.mkdir(parents=True, exist_ok=True)
+                self._start_file.write_text(str(self.file.tell()))
         except OSError as e:
             raise EdgewaxError(
                 f"pipeline {node.ctx.pipeline}, node {node.ctx.node_id}: cannot write "
                 f"`{self.path}`: {e.strerror}"
             ) from None
         self.size = self.file.tell()
+
+    @property
+    def _start_file(self) -> Path:
+        """Where a recovering run notes the file's size when it began, until its first snapshot.
+
+        It lives in the recovery folder, so deleting that folder (starting over) forgets it too.
+        """
+        ctx = self.ctx
+        return ctx.state_dir / "recovery" / "sinks" / f"{ctx.pipeline}.{ctx.node_id}.start"
+
+    def _first_offset(self) -> int | None:
+        try:
+            return int(self._start_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _truncate(self, offset: int) -> None:
+        """Resume: drop what was written after the snapshot (Bytewax replays it)."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size >= offset:
+            if size > offset:
+                with open(self.path, "r+b") as f:
+                    f.truncate(offset)
+            return
+        # Smaller than at the snapshot: rotated (or removed) since. Lines from the snapshot on
+        # may then be written twice; say so rather than cut someone else's bytes.
+        log.warning(
+            "%s/%s: %s is shorter than at the last snapshot (rotated since?); events after "
+            "the snapshot may appear twice",
+            self.ctx.pipeline,
+            self.ctx.node_id,
+            self.path,
+        )
+
+    def snapshot(self) -> Any:
+        return self.size
 
     def write(self, batch: list[Event]) -> None:
         lines = [(encode(e) + "\n").encode("utf-8") for e in batch]
@@ -111,5 +161,10 @@ class JsonlSink(Sink):
     type_name = "sink.jsonl"
     Options: ClassVar[type[NodeOptions]] = JsonlSinkOptions
 
+    resumable = True
+
     def open(self) -> SinkWriter:
         return _JsonlWriter(self)
+
+    def open_resumable(self, state: Any) -> SinkWriter:
+        return _JsonlWriter(self, state)

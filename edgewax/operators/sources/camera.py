@@ -359,10 +359,15 @@ class _CameraPartition(EventPartition):
     # ------------------------------------------------ Bytewax side
 
     def tell(self) -> Any:
-        return self.next_index
+        # A file's frame times count from `start`: a resumed replay keeps the first run's.
+        return (self.next_index, self.start)
 
     def seek(self, position: Any) -> None:
-        self.next_index = int(position) if self.is_file else 0
+        index, start = position if isinstance(position, tuple) else (position, None)
+        if self.is_file:
+            self.next_index = int(index)
+            if start is not None:
+                self.start = float(start)
 
     def read(self, n: int) -> list[Event]:
         if self.thread is None:

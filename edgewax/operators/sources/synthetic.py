@@ -146,13 +146,18 @@ class _SyntheticPartition(EventPartition):
         self._bytes = ctx.stats.source_bytes.inc
 
     def tell(self) -> Any:
-        return self.index
+        # The start time rides along: a resumed stream with the default start (now) must go on
+        # with the same timestamps, not restart its clock.
+        return (self.index, self.start)
 
     def position(self) -> float:
         return float(self.index)
 
     def seek(self, position: Any) -> None:
-        self.index = int(position)
+        if isinstance(position, tuple):
+            self.index, self.start = int(position[0]), float(position[1])
+        else:
+            self.index = int(position)
 
     def read(self, n: int) -> list[Event]:
         n = int(min(n, self.total - self.index))

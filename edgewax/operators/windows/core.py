@@ -89,6 +89,8 @@ class WindowState:
 class WindowNode(Transform):
     """Base of the `window.*` node types: subclasses say how events map to windows."""
 
+    order_sensitive: ClassVar[bool] = True
+
     outputs: ClassVar[tuple[str, ...]] = ("late",)
     """Extra outputs other nodes may read as `inputs: [<id>.late]`."""
     uses_time: ClassVar[bool] = True
@@ -300,6 +302,8 @@ class WindowLogic(op.StatefulBatchLogic[Columns, tuple[list[Event], list[Event]]
         return ([(done, [])] if done else []), self._discard()
 
     def on_eof(self) -> tuple[list[Any], bool]:
+        if self.node.ctx.stopping_to_resume():
+            return [], False  # open windows stay in the snapshot; the restart closes them
         done = self._close(0.0, everything=True)
         return ([(done, [])] if done else []), True
 
