@@ -289,3 +289,24 @@ def test_dead_letters_are_counted_per_pipeline(tmp_path: Path) -> None:
     compiled = _run(tmp_path / "p.yaml")
     registry = compiled.metrics.registry  # type: ignore[attr-defined]
     assert registry.get_sample_value("edgewax_dead_letters_total", {"pipeline": "p"}) == 2
+
+
+def test_a_map_after_a_pass_through_branch_does_not_change_the_other_branch(tmp_path: Path) -> None:
+    """fan-out -> filter -> map: the filter passes the same event objects on, so the map must
+    copy them even though its own input has one reader; the other branch sees the originals."""
+    text = (
+        "version: 1\nsettings: {dead_letter: {path: null}}\npipelines:\n  p:\n    nodes:\n"
+        "      - {id: s, type: sensor.synthetic, signal: temperature, count: 2000, speed: 0}\n"
+        "      - {id: f, type: filter, where: 'temperature > -1000'}\n"
+        "      - {id: m, type: map, set: {temperature: '-1.0'}}\n"
+        "      - {id: out, type: sink.jsonl, path: out.jsonl}\n"
+        "      - {id: g, type: filter, inputs: [s], where: 'temperature > -1000'}\n"
+        "      - {id: h, type: filter, where: 'temperature > -1000'}\n"
+        "      - {id: raw, type: sink.jsonl, path: raw.jsonl}\n"
+    )
+    run_compiled(compile_spec(load_spec_text(text, tmp_path)))
+    raw = [json.loads(line) for line in (tmp_path / "raw.jsonl").open()]
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+    assert len(raw) == len(out) == 2000
+    assert all(e["temperature"] == -1.0 for e in out)
+    assert all(e["temperature"] != -1.0 for e in raw)

@@ -109,6 +109,17 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec, workers: int = 1) -> 
     streams: dict[str, Stream[Any]] = {}
     spread = workers > 1 and should_redistribute(c.spec, pipeline)
     by_id = {n.id: n for n in pipeline.nodes}
+    # Events another branch also holds must be copied before a node changes them. Nodes such as
+    # `filter` pass the same objects on, so a fan-out anywhere upstream counts, not only at the
+    # input itself; a named output (`win.late`) may be the events another node also reads.
+    shared_in: dict[str, bool] = {}
+    for n in pipeline.nodes:  # in topological order
+        shared_in[n.id] = any(
+            len(by_id[split_ref(i)[0]].consumers) > 1
+            or split_ref(i)[1] is not None
+            or shared_in[split_ref(i)[0]]
+            for i in n.inputs
+        )
     for n in pipeline.nodes:
         sid = step_id(pipeline.name, n.id)
         stats = c.metrics.node(pipeline.name, n.id, n.type_name)
@@ -126,11 +137,7 @@ def _compile_pipeline(c: Compiled, pipeline: PipelineSpec, workers: int = 1) -> 
             stop=c.stop,
             health=c.health,
             keep_state=c.keep_state,
-            # A named output (`win.late`) may be the events another node also reads: copy them.
-            shared_input=any(
-                len(by_id[split_ref(i)[0]].consumers) > 1 or split_ref(i)[1] is not None
-                for i in n.inputs
-            ),
+            shared_input=shared_in[n.id],
         )
         node = n.cls(n.options, ctx)
         if isinstance(node, Source):
