@@ -34,8 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TILE = """\
       - {{id: crop{i}, type: image.crop, inputs: [cam], x: {x}, y: {y}, width: 64, height: 64}}
       - {{id: input{i}, type: image.to_tensor, dtype: float32, scale: 0.00392156862745098}}
-      - {{id: scene{i}, type: tflite, model: {model}, input: tensor, labels: {labels},
-         batch: {{max_size: 64}}}}
+      - {{id: scene{i}, type: tflite, model: {model}, input: tensor, labels: {labels}}}
       - {{id: keep{i}, type: select, fields: [frame_index, label]}}
 """
 
