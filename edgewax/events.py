@@ -44,6 +44,11 @@ def event_time(value: Any) -> float:
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, dt.date):  # an unquoted timestamp in YAML
+        if not isinstance(value, dt.datetime):
+            value = dt.datetime(value.year, value.month, value.day)
+        stamp = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+        return float(stamp.timestamp())
     if isinstance(value, str):
         try:
             return float(value)

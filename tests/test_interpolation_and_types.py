@@ -141,3 +141,22 @@ def test_odd_expression_values_are_config_errors(tmp_path: Path) -> None:
             load_spec_text(text, tmp_path, {}, file="t.yaml")
         assert str(info.value).startswith("t.yaml:6:"), str(info.value)
         assert message in str(info.value), str(info.value)
+
+
+def test_an_unquoted_yaml_timestamp_is_an_event_time(tmp_path: Path) -> None:
+    """`start: 2026-01-01T00:00:00Z` (a YAML timestamp, not text) means the same as quoted."""
+    import json
+
+    from edgewax.config.spec import load_spec_text
+    from edgewax.flows.compiler import compile_spec
+    from edgewax.testing import run_compiled
+
+    for start in ("2026-01-01T00:00:00Z", "'2026-01-01T00:00:00Z'", "2026-01-01"):
+        text = (
+            "version: 1\nsettings: {dead_letter: {path: null}}\npipelines:\n  p:\n    nodes:\n"
+            f"      - {{id: s, type: sensor.synthetic, count: 1, speed: 0, start: {start}}}\n"
+            "      - {id: out, type: sink.jsonl, path: out.jsonl, mode: overwrite}\n"
+        )
+        run_compiled(compile_spec(load_spec_text(text, tmp_path)))
+        event = json.loads((tmp_path / "out.jsonl").read_text())
+        assert event["ts"] == 1767225600.0, start

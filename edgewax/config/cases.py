@@ -11,12 +11,11 @@ come out of which nodes. The models here are the one declaration of that shape: 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edgewax.config.types import Duration
+from edgewax.config.types import Duration, EventTime
 from edgewax.events import event_time
 from edgewax.operators.transforms.expressions import ExpressionField
 
@@ -130,7 +129,7 @@ class Case(BaseModel):
     pipeline: str | None = Field(
         None, description="The pipeline under test; may be left out when the file has one."
     )
-    start: float | str | None = Field(
+    start: EventTime | None = Field(
         None,
         description="The test's clock: the default `ts` of injected events, and `start` of every "
         "source that has one (synthetic sensors, cameras), so runs are repeatable.",
@@ -156,19 +155,11 @@ class Case(BaseModel):
     def _one_stub(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("stub"), dict):
             data = {**data, "stub": [data["stub"]]}
-        if isinstance(data, dict) and isinstance(data.get("start"), (dt.datetime, dt.date)):
-            data = {**data, "start": as_time(data["start"])}
         return data
 
 
-def as_time(value: Any) -> float:
-    """Epoch seconds from a YAML timestamp (naive means UTC), a number or ISO-8601 text."""
-    if isinstance(value, dt.datetime):
-        stamp = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        return stamp.timestamp()
-    if isinstance(value, dt.date):
-        return as_time(dt.datetime(value.year, value.month, value.day))
-    return event_time(value)
+as_time = event_time
+"""Epoch seconds from a YAML timestamp (naive means UTC), a number or ISO-8601 text."""
 
 
 class CaseFile(BaseModel):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Any
 
@@ -103,3 +104,17 @@ ByteSize = Annotated[
     ),
 ]
 """A size in bytes; accepts numbers and strings like `50MB`."""
+
+
+def _yaml_time(value: Any) -> Any:
+    from edgewax.events import event_time
+
+    return event_time(value) if isinstance(value, dt.date) else value
+
+
+EventTime = Annotated[
+    float | str,
+    BeforeValidator(_yaml_time),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}]}),
+]
+"""An event time: epoch seconds or ISO-8601 text; an unquoted YAML timestamp works too."""

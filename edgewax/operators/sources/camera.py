@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edgewax.config.types import EventTime
 from edgewax.errors import EdgewaxError
 from edgewax.events import Event, event_time
 from edgewax.operators.base import (
@@ -104,7 +105,7 @@ class CameraOptions(NodeOptions):
         "fast as decoding goes.",
     )
     loop: bool = Field(False, description="Files only: start again at the end (a test camera).")
-    start: float | str | None = Field(
+    start: EventTime | None = Field(
         None,
         description="Files only: event time of the first frame (epoch seconds or ISO-8601); "
         "frame i is at start + i / the file's fps. Default: when the file is opened.",

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from edgewax.config.types import Duration
+from edgewax.config.types import Duration, EventTime
 from edgewax.events import Event, event_time
 from edgewax.operators.base import (
     BASE_FIELDS,
@@ -73,7 +73,7 @@ class SyntheticOptions(NodeOptions):
     speed: float = Field(
         1.0, ge=0, description="Pace: 1 real time, N times faster, 0 as fast as possible."
     )
-    start: float | str | None = Field(
+    start: EventTime | None = Field(
         None,
         description="Event time of the first sample: epoch seconds or ISO-8601; "
         "default: now. Fix it for replays that must give the same output.",
