@@ -453,7 +453,7 @@ class Tflite(Transform):
 
         return op.flat_map_batch(sid, lists, flat)
 
-    def _gather(self, batch: list[Event]) -> tuple[list[Event], list[np.ndarray]]:
+    def _gather(self, batch: list[Event]) -> tuple[list[Event], list[np.ndarray[Any, Any]]]:
         """The input arrays stacked over the batch; events that do not fit are dead-lettered."""
         try:
             # np.array stacks equal-shaped arrays 2x faster than np.stack, and refuses ragged ones.
@@ -525,7 +525,7 @@ class Tflite(Transform):
             self._add_labels(batch, outs[self.labels_at])
         return batch
 
-    def _add_labels(self, batch: list[Event], scores: np.ndarray) -> None:
+    def _add_labels(self, batch: list[Event], scores: np.ndarray[Any, Any]) -> None:
         labels = self.labels
         assert labels is not None
         scores = scores.astype(np.float32, copy=False)

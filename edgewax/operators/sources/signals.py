@@ -342,7 +342,8 @@ class Generator:
         c1 = np.take(0.5 * (p2 - p0), k)
         c2 = np.take(p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3, k)
         c3 = np.take(1.5 * (p1 - p2) + 0.5 * (p3 - p0), k)
-        return np.take(p1, k) + f * (c1 + f * (c2 + f * c3))
+        out: FloatArray = np.take(p1, k) + f * (c1 + f * (c2 + f * c3))
+        return out
 
     def _in_band(self, freq_hz: float) -> bool:
         return freq_hz < _ANTI_ALIAS * self.rate_hz

@@ -185,12 +185,12 @@ class Columns:
     """One key's events of one batch as columns; the events are kept for the `late` output."""
 
     batch: list[Event]
-    ts: np.ndarray
-    numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    ts: np.ndarray[Any, Any]
+    numeric: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
     values: dict[str, list[Any]] = field(default_factory=dict)
     labels: dict[str, list[str]] = field(default_factory=dict)
-    conditions: dict[str, np.ndarray] = field(default_factory=dict)
-    rows: np.ndarray | None = None
+    conditions: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    rows: np.ndarray[Any, Any] | None = None
     """Which of `batch` these columns are (None: all), so a split costs no per-event work."""
 
     @property
@@ -226,7 +226,7 @@ class Columns:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def take(self, index: np.ndarray) -> Columns:
+    def take(self, index: np.ndarray[Any, Any]) -> Columns:
         """The rows at `index`, e.g. one group's rows of a whole batch's columns."""
         rows = index if self.rows is None else self.rows[index]
         listed = index.tolist() if self.values or self.labels else []
@@ -252,7 +252,7 @@ class Partial:
     m2: dict[str, float]
     mins: dict[str, float]
     maxs: dict[str, float]
-    samples: dict[str, np.ndarray]
+    samples: dict[str, np.ndarray[Any, Any]]
     first: dict[str, tuple[float, Any]]
     last: dict[str, tuple[float, Any]]
     labels: dict[str, Counter[str]]
@@ -278,7 +278,7 @@ def _one_window(cols: Columns, agg: Aggregate) -> Partial:
 
 
 def partials(
-    cols: Columns, window: np.ndarray, rows: np.ndarray | None, agg: Aggregate
+    cols: Columns, window: np.ndarray[Any, Any], rows: np.ndarray[Any, Any] | None, agg: Aggregate
 ) -> Iterator[tuple[int, Partial]]:
     """Per window id: the partial aggregate of `rows` of `cols` (row i is in window[i]);
     `rows` None means every row, in order."""
@@ -296,28 +296,28 @@ def partials(
         rows = np.arange(len(window))
     n = len(window)
     if window[0] == window[-1]:  # one window (the common case for tumbling windows)
-        starts = np.zeros(1, dtype=np.int64)
-        ends = np.array([n])
+        starts: np.ndarray[Any, Any] = np.zeros(1, dtype=np.int64)
+        ends: np.ndarray[Any, Any] = np.array([n])
 
-        def red(ufunc: Any, x: np.ndarray) -> np.ndarray:
+        def red(ufunc: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             return np.array([ufunc.reduce(x)])
     else:
         change = np.flatnonzero(window[1:] != window[:-1]) + 1
         starts = np.concatenate(([0], change))
         ends = np.concatenate((change, [n]))
 
-        def red(ufunc: Any, x: np.ndarray) -> np.ndarray:
+        def red(ufunc: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             return ufunc.reduceat(x, starts)  # type: ignore[no-any-return]
 
     counts = ends - starts
     ts = cols.ts if whole else cols.ts[rows]
     ts_min = red(np.minimum, ts)
     ts_max = red(np.maximum, ts)
-    sums: dict[str, np.ndarray] = {}
-    m2: dict[str, np.ndarray] = {}
-    mins: dict[str, np.ndarray] = {}
-    maxs: dict[str, np.ndarray] = {}
-    samples: dict[str, np.ndarray] = {}
+    sums: dict[str, np.ndarray[Any, Any]] = {}
+    m2: dict[str, np.ndarray[Any, Any]] = {}
+    mins: dict[str, np.ndarray[Any, Any]] = {}
+    maxs: dict[str, np.ndarray[Any, Any]] = {}
+    samples: dict[str, np.ndarray[Any, Any]] = {}
     need_sum = {*agg.sum, *agg.mean, *agg.std}
     need_min = set(agg.min)
     need_max = set(agg.max)
@@ -401,7 +401,7 @@ class Accumulator:
         self.m2: dict[str, float] = {}
         self.mins: dict[str, float] = {}
         self.maxs: dict[str, float] = {}
-        self.samples: dict[str, list[np.ndarray]] = {}
+        self.samples: dict[str, list[np.ndarray[Any, Any]]] = {}
         self.first: dict[str, tuple[float, Any]] = {}
         self.last: dict[str, tuple[float, Any]] = {}
         self.labels: dict[str, Counter[str]] = {}

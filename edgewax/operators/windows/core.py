@@ -110,8 +110,8 @@ class WindowNode(Transform):
     # What a window type defines -------------------------------------------------------------
 
     def assign(
-        self, state: WindowState, cols: Columns, wm: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        self, state: WindowState, cols: Columns, wm: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None, np.ndarray[Any, Any]]:
         """(window id per pair, row per pair or None for every row in order, late mask per
         row); `wm` is each row's watermark."""
         raise NotImplementedError
@@ -229,7 +229,7 @@ class WindowLogic(op.StatefulBatchLogic[Columns, tuple[list[Event], list[Event]]
         self.node = node
         self.state = state
 
-    def _watermarks(self, ts: np.ndarray) -> np.ndarray:
+    def _watermarks(self, ts: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         node = self.node
         if node.system_clock:
             return np.full(len(ts), time.time() - node.lateness)
@@ -259,7 +259,9 @@ class WindowLogic(op.StatefulBatchLogic[Columns, tuple[list[Event], list[Event]]
         done = self._close(self._now())
         return [(done, lates)], self._discard()
 
-    def _merge(self, cols: Columns, wids: np.ndarray, rows: np.ndarray | None) -> None:
+    def _merge(
+        self, cols: Columns, wids: np.ndarray[Any, Any], rows: np.ndarray[Any, Any] | None
+    ) -> None:
         from edgewax.operators.windows.aggregates import partials
 
         windows = self.state.windows

@@ -58,8 +58,8 @@ class CountWindow(WindowNode):
         self.overlap = math.ceil(self.size / self.hop)
 
     def assign(
-        self, state: WindowState, cols: Columns, wm: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, state: WindowState, cols: Columns, wm: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         n = len(cols)
         pos = state.position + np.arange(n, dtype=np.int64)
         state.position += n

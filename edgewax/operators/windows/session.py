@@ -52,8 +52,8 @@ class SessionWindow(WindowNode):
         self.gap: float = options.gap
 
     def assign(
-        self, state: WindowState, cols: Columns, wm: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, state: WindowState, cols: Columns, wm: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         # Sessions merge and split event by event, so this pass is a loop over times only; the
         # aggregates after it are vectorised like every window's.
         gap = self.gap

@@ -54,8 +54,8 @@ class _FixedWindows(WindowNode):
         self.overlap = math.ceil(self.size / self.hop - 1e-9)
 
     def assign(
-        self, state: WindowState, cols: Columns, wm: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        self, state: WindowState, cols: Columns, wm: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None, np.ndarray[Any, Any]]:
         ts = cols.ts
         hop, size = self.hop, self.size
         k_last = np.floor(ts / hop).astype(np.int64)
