@@ -37,9 +37,16 @@ from edgewax.config.spec import (
     split_ref,
 )
 from edgewax.events import Event, encode, event_time
-from edgewax.operators.base import NodeContext, NodeOptions, Source, Transform
-from edgewax.operators.sources.partitions import EventPartition, PartitionedSource
-from edgewax.testing import Bucket, _CaptureOptions, _CaptureSink
+from edgewax.operators.base import NodeOptions, Transform
+from edgewax.operators.sources.partitions import PartitionedSource
+from edgewax.testing import (
+    Bucket,
+    _CaptureOptions,
+    _CaptureSink,
+    _ListOptions,
+    _ListPartition,
+    _ListSource,
+)
 
 TEST_FILE_SUFFIXES = ("_test.yaml", "_test.yml")
 LIVE_SOURCES = ("source.mqtt",)
@@ -48,37 +55,20 @@ LIVE_SOURCES = ("source.mqtt",)
 # -- the nodes a case swaps in ---------------------------------------------------------------
 
 
-class _InjectOptions(NodeOptions):
-    events: list[dict[str, Any]] = []
-
-
-class _InjectPartition(EventPartition):
-    def __init__(self, ctx: NodeContext, events: list[Event]) -> None:
-        super().__init__(ctx)
-        self.events = events
-        self.index = 0
-        self._bytes = ctx.stats.source_bytes.inc
+class _InjectPartition(_ListPartition):
+    """A list partition that counts its events' JSON bytes as bytes in, and hands out copies
+    (a case's events are reused by every run of it)."""
 
     def read(self, n: int) -> list[Event]:
-        if self.index >= len(self.events):
-            raise StopIteration
-        batch = self.events[self.index : self.index + n]
-        self.index += len(batch)
-        self._bytes(sum(len(encode(e).encode("utf-8")) for e in batch))
+        batch = super().read(n)
+        self.ctx.stats.source_bytes.inc(sum(len(encode(e).encode("utf-8")) for e in batch))
         return [dict(e) for e in batch]
 
-    def tell(self) -> Any:
-        return self.index
 
-    def seek(self, position: Any) -> None:
-        self.index = int(position)
-
-
-class InjectSource(Source):
+class InjectSource(_ListSource):
     """Injected test events; counts their JSON bytes as bytes in."""
 
     type_name = "test.inject"
-    Options: ClassVar[type[NodeOptions]] = _InjectOptions
 
     def source(self) -> PartitionedSource:
         events = self.options.events
@@ -240,7 +230,7 @@ def plan(spec: Spec, case: Case, folder: Path) -> Plan:
     for n in pipeline.nodes:
         if n.id in inputs_at:
             events = _events(inputs_at[n.id], case, folder)
-            opts = _InjectOptions(events=events)
+            opts = _ListOptions(events=events)
             if n.cls.kind == "source":
                 nodes[n.id] = NodeSpec(n.id, InjectSource.type_name, InjectSource, opts, [], n.mark)
                 continue

@@ -15,9 +15,9 @@ from pydantic import Field, SecretStr, field_validator
 
 from edgewax.config.types import ByteSize, Duration
 from edgewax.operators.base import NodeOptions
+from edgewax.operators.connection import TlsOptions, check_url
 from edgewax.operators.registry import register
 from edgewax.operators.sinks.remote import RemoteSink, RemoteSinkOptions
-from edgewax.operators.tls import TlsOptions
 from edgewax.outbox import Item, Outcome, Transport
 
 RETRY_STATUS = frozenset({408, 429})
@@ -50,14 +50,12 @@ class HttpSinkOptions(RemoteSinkOptions):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"`{v}` is not an http:// or https:// URL")
-        if parts.username or parts.password:  # a URL is logged and shown; secrets are not
-            raise ValueError(
-                "put credentials in headers (e.g. Authorization: ${API_TOKEN}), not the URL"
-            )
-        return v
+        return check_url(
+            v,
+            ("http", "https"),
+            "is not an http:// or https:// URL",
+            "headers (e.g. Authorization: ${API_TOKEN})",
+        )
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:

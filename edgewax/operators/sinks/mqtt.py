@@ -17,6 +17,7 @@ from edgewax.config.types import Duration
 from edgewax.errors import EdgewaxError
 from edgewax.events import Event
 from edgewax.operators.base import NodeOptions
+from edgewax.operators.connection import TlsOptions, check_url
 from edgewax.operators.registry import register
 from edgewax.operators.sinks.remote import (
     RemoteSink,
@@ -24,7 +25,6 @@ from edgewax.operators.sinks.remote import (
     render,
     template_fields,
 )
-from edgewax.operators.tls import TlsOptions
 from edgewax.outbox import Item, Outcome, Transport
 
 
@@ -66,12 +66,12 @@ class MqttSinkOptions(RemoteSinkOptions):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"`{v}` is not an mqtt:// or mqtts:// URL")
-        if parts.username or parts.password:  # a URL is logged and shown; secrets are not
-            raise ValueError("put credentials in `username`/`password` (from ${ENV}), not the URL")
-        return v
+        return check_url(
+            v,
+            ("mqtt", "mqtts"),
+            "is not an mqtt:// or mqtts:// URL",
+            "`username`/`password` (from ${ENV})",
+        )
 
     @field_validator("topic")
     @classmethod

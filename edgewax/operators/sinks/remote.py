@@ -20,7 +20,7 @@ from pydantic import Field
 
 from edgewax.events import Event
 from edgewax.operators.base import Fields, NodeOptions, Problem, Sink, SinkWriter
-from edgewax.operators.tls import TlsOptions
+from edgewax.operators.connection import TlsOptions
 from edgewax.outbox import Backoff, Item, Outbox, Transport, stamp
 from edgewax.outbox.options import OutboxOptions
 

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -41,7 +40,7 @@ from edgewax.operators.base import (
 )
 from edgewax.operators.registry import register
 from edgewax.operators.sources.backoff import Backoff, ReconnectOptions
-from edgewax.operators.sources.partitions import EventPartition, PartitionedSource
+from edgewax.operators.sources.partitions import LivePartition, PartitionedSource
 
 log = logging.getLogger("edgewax.camera")
 
@@ -267,9 +266,9 @@ class _Capture(threading.Thread):
         return False
 
 
-class _CameraPartition(EventPartition):
+class _CameraPartition(LivePartition):
     def __init__(self, ctx: NodeContext, options: CameraOptions, key: str, base: Path) -> None:
-        super().__init__(ctx, 0.0, options.batch_size)
+        super().__init__(ctx, options.batch_size)
         self.options = options
         self.key = key
         self.cv2 = import_cv2()
@@ -280,7 +279,6 @@ class _CameraPartition(EventPartition):
         self.maxlen = options.buffer or default_buffer[self.policy]
         self.queue: deque[tuple[float, int, Any]] = deque()
         self.cond = threading.Condition()
-        self.halt = threading.Event()
         self.start = event_time(options.start) if options.start is not None else time.time()
         self.total_frames = 0
         self.last_ts: float | None = None
@@ -288,13 +286,7 @@ class _CameraPartition(EventPartition):
         self._read_n = 0
         self._read_bytes = 0
         self._skips: dict[str, int] = {}
-        self._wake: float | None = None
         self.thread: _Capture | None = None
-        stats = ctx.stats
-        self.reconnects = stats.counter(
-            "edgewax_source_reconnects", "Times a source reopened its device, stream or file."
-        )
-        self.check = ctx.health.check(f"{ctx.pipeline}/{ctx.node_id}", "source")
         self.check.fail(f"opening {self.describe()}")
 
     def describe(self) -> str:
@@ -420,18 +412,9 @@ class _CameraPartition(EventPartition):
             "edgewax_frames_skipped", "Frames skipped before processing, by reason.", reason=reason
         )
 
-    def next_awake(self) -> datetime | None:
-        if self._wake is None:
-            return None
-        return datetime.fromtimestamp(self._wake, timezone.utc)
-
-    def close(self) -> None:
-        self.halt.set()
+    def interrupt(self) -> None:
         with self.cond:
             self.cond.notify_all()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-        self.check.fail("closed")
 
 
 @register

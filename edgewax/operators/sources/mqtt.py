@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -40,10 +39,10 @@ from edgewax.operators.base import (
     Problem,
     Source,
 )
+from edgewax.operators.connection import TlsOptions, check_url
 from edgewax.operators.registry import register
 from edgewax.operators.sources.backoff import Backoff, ReconnectOptions
-from edgewax.operators.sources.partitions import BATCH, EventPartition, PartitionedSource
-from edgewax.operators.tls import TlsOptions
+from edgewax.operators.sources.partitions import BATCH, LivePartition, PartitionedSource
 
 log = logging.getLogger("edgewax.mqtt")
 
@@ -138,12 +137,12 @@ class MqttOptions(NodeOptions):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"`{url}` is not a broker URL; write e.g. mqtt://127.0.0.1:1883")
-        if parts.username or parts.password:
-            raise ValueError("put credentials in `username`/`password` (from ${ENV}), not the URL")
-        return url
+        return check_url(
+            url,
+            ("mqtt", "mqtts"),
+            "is not a broker URL; write e.g. mqtt://127.0.0.1:1883",
+            "`username`/`password` (from ${ENV})",
+        )
 
 
 def _get(obj: Any, path: str) -> Any:
@@ -185,25 +184,18 @@ def message_event(o: MqttOptions, topic: str, payload: bytes, arrived: float) ->
     return ev
 
 
-class _MqttPartition(EventPartition):
+class _MqttPartition(LivePartition):
     def __init__(self, ctx: NodeContext, options: MqttOptions) -> None:
-        super().__init__(ctx, 0.0, options.batch_size)
+        super().__init__(ctx, options.batch_size)
         self.options = options
         self.mqtt = import_paho()
         self.queue: deque[tuple[str, bytes, float]] = deque()
-        self.halt = threading.Event()
-        self.thread: threading.Thread | None = None
         self.connected = False
-        self._wake: float | None = None
         self._overflow = 0
         parts = urlsplit(options.url)
         self.host = parts.hostname or "127.0.0.1"
         self.tls = parts.scheme == "mqtts"
         self.port = parts.port or (8883 if self.tls else 1883)
-        self.reconnects = ctx.stats.counter(
-            "edgewax_source_reconnects", "Times a source reopened its device, stream or file."
-        )
-        self.check = ctx.health.check(f"{ctx.pipeline}/{ctx.node_id}", "source")
         self.check.fail(f"connecting to {self.host}:{self.port}")
         self.client = self._client()
 
@@ -362,17 +354,6 @@ class _MqttPartition(EventPartition):
     def _bad(self, reason: str, error: str, topic: str, payload: bytes) -> None:
         record = {"topic": topic, "payload": payload[:4096].decode("utf-8", "replace")}
         self.ctx.dead_letter(reason, error, record)
-
-    def next_awake(self) -> datetime | None:
-        if self._wake is None:
-            return None
-        return datetime.fromtimestamp(self._wake, timezone.utc)
-
-    def close(self) -> None:
-        self.halt.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-        self.check.fail("closed")
 
 
 @register

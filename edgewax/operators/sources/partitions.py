@@ -130,6 +130,41 @@ class EventPartition(StatefulSourcePartition[Event, Any]):
         return (self.tell(), 0)
 
 
+class LivePartition(EventPartition):
+    """A partition fed by a thread of its own (a camera capture, a broker client).
+
+    Subclasses start `thread`, set `_wake` (epoch seconds) when `next_batch` found nothing so that
+    Bytewax polls again soon, flip `check` as the device or broker comes and goes, and count
+    `reconnects`. `close` stops the thread (`halt`, then `interrupt` for other waits) and marks
+    the source not ready.
+    """
+
+    def __init__(self, ctx: NodeContext, batch_size: int) -> None:
+        super().__init__(ctx, 0.0, batch_size)
+        self.halt = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._wake: float | None = None
+        self.reconnects = ctx.stats.counter(
+            "edgewax_source_reconnects", "Times a source reopened its device, stream or file."
+        )
+        self.check = ctx.health.check(f"{ctx.pipeline}/{ctx.node_id}", "source")
+
+    def next_awake(self) -> datetime | None:
+        if self._wake is None:
+            return None
+        return datetime.fromtimestamp(self._wake, timezone.utc)
+
+    def interrupt(self) -> None:
+        """Wake the thread from waits other than `halt` (e.g. on a condition)."""
+
+    def close(self) -> None:
+        self.halt.set()
+        self.interrupt()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        self.check.fail("closed")
+
+
 class SourceProgress:
     """How far a finite source has got over all its partitions: one 0..1 gauge for the node.
 

@@ -1,4 +1,4 @@
-"""TLS client options, the same `tls:` block for every node that talks to a server (HTTP, MQTT).
+"""What every node that talks to a server (HTTP, MQTT) shares: the `tls:` block and URL checks.
 
 >>> opts = TlsOptions(ca="ca.pem")
 >>> [p.message for p in opts.problems(Path("/nonexistent"))]
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -59,3 +60,21 @@ class TlsOptions(NodeOptions):
         if self.cert and self.key:
             ctx.load_cert_chain(str(resolve(self.cert)), str(resolve(self.key)))
         return ctx
+
+
+def check_url(url: str, schemes: tuple[str, ...], not_url: str, credentials: str) -> str:
+    """`url` if it is a `schemes` URL with a host and no credentials, else a ValueError.
+
+    A URL is logged and shown, so secrets go in `credentials` (named in the message) instead.
+
+    >>> check_url("mqtt://me:pw@broker", ("mqtt",), "is not an mqtt:// URL", "`password`")
+    Traceback (most recent call last):
+    ...
+    ValueError: put credentials in `password`, not the URL
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"`{url}` {not_url}")
+    if parts.username or parts.password:
+        raise ValueError(f"put credentials in {credentials}, not the URL")
+    return url
