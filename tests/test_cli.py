@@ -288,3 +288,11 @@ def test_plugin_node_types_from_entry_points(tmp_path: Path) -> None:
 def test_python_dash_m_and_version() -> None:
     proc = cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("edgewax ")
+
+
+def test_node_reference_lists_nested_options_field_by_field() -> None:
+    from edgewax.config.reference import node_reference
+
+    text = node_reference()
+    for row in ("`outbox.max_bytes`", "`outbox.backoff.jitter`", "`tls.ca`", "`batch.max_size`"):
+        assert f"| {row} |" in text, row

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -92,14 +93,33 @@ def _type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
 
 
 def _options_table(model: type[BaseModel], label: str) -> list[str]:
+    rows = [f"| {label} | type | default | description |", "| --- | --- | --- | --- |"]
+    return rows + _option_rows(model, "")
+
+
+def _option_rows(model: type[BaseModel], prefix: str) -> list[str]:
+    """One row per field; a field that is itself an options model is followed by its fields,
+    as `outer.inner` (e.g. `outbox.max_bytes`)."""
     schema = model.model_json_schema()
     defs = schema.get("$defs", {})
-    rows = [f"| {label} | type | default | description |", "| --- | --- | --- | --- |"]
+    rows = []
     for fname, info in model.model_fields.items():
         prop = schema.get("properties", {}).get(fname, {})
         desc = (info.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{fname}` | {_type_text(prop, defs)} | {_default_text(info)} | {desc} |")
+        name = prefix + fname
+        rows.append(f"| `{name}` | {_type_text(prop, defs)} | {_default_text(info)} | {desc} |")
+        nested = _nested_model(info.annotation)
+        if nested is not None:
+            rows += _option_rows(nested, name + ".")
     return rows
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The options model a field holds (`X` or `X | None`), if it holds one."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _default_text(info: PydanticField) -> str:
